@@ -1,0 +1,1 @@
+"""The model bundled with skinedge, installed as package data ``skinedge.bundled``."""

@@ -1,0 +1,147 @@
+"""Interpreter backends: LiteRT, then tflite-runtime, then TensorFlow Lite as a last resort.
+
+All three expose the same ``Interpreter`` API. LiteRT (``ai-edge-litert``) is the default: it hands
+int8 graphs to XNNPACK. tflite-runtime 2.14 (its last release) runs int8 graphs on the slower
+reference kernels (~18x slower here), so running undelegated is detected and reported.
+TensorFlow is only imported if the caller asks for it or nothing else is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from skinedge.errors import BackendError, ModelError
+
+#: Backend names, in the order they are tried.
+BACKENDS = ("litert", "tflite_runtime", "tensorflow")
+_MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "ai_edge_litert", "ai-edge-litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime", "tflite-runtime"),
+    "tensorflow": ("tensorflow.lite", "tensorflow", "tensorflow"),
+}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Which interpreter package runs the model."""
+
+    name: str
+    package: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DelegateStatus:
+    """Whether XNNPACK took the graph, read from the interpreter's node list."""
+
+    delegated: bool
+    partitions: int  # DELEGATE nodes: 1 means one XNNPACK subgraph ran the whole delegated part
+
+    def describe(self) -> str:
+        if not self.delegated:
+            return "not delegated (reference kernels)"
+        return f"XNNPACK ({self.partitions} partition{'s' * (self.partitions != 1)})"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks and containers' cpusets)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _load(name: str) -> tuple[Any, BackendInfo]:
+    module_name, top, package = _MODULES[name]
+    module = importlib.import_module(module_name)
+    top_module = importlib.import_module(top)
+    version = getattr(top_module, "__version__", None)
+    if version is None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version(package)
+        except Exception:
+            version = "unknown"
+    return module.Interpreter, BackendInfo(name=name, package=package, version=str(version))
+
+
+def load_backend(name: str | None = None) -> tuple[Any, BackendInfo]:
+    """Return ``(Interpreter class, BackendInfo)`` for ``name``, or the first installed backend."""
+    if name is not None:
+        if name not in _MODULES:
+            raise BackendError(name, f"unknown backend; choose one of {', '.join(BACKENDS)}")
+        try:
+            return _load(name)
+        except ImportError as exc:
+            raise BackendError(name, f"not installed ({exc}); pip install {_MODULES[name][2]}") from None
+    errors = []
+    for candidate in BACKENDS:
+        try:
+            return _load(candidate)
+        except ImportError as exc:
+            errors.append(f"{candidate}: {exc}")
+    raise BackendError(
+        "backend",
+        "no TFLite interpreter installed: pip install ai-edge-litert "
+        "(or tflite-runtime on boards LiteRT has no wheel for)",
+    )
+
+
+def create_interpreter(model_content: bytes, num_threads: int, backend: str | None = None) -> tuple[Any, BackendInfo]:
+    """Create and allocate an interpreter with the default (XNNPACK) delegate and ``num_threads``."""
+    interpreter_cls, info = load_backend(backend)
+    with _captured_native_stderr() as captured:
+        try:
+            interpreter = interpreter_cls(model_content=model_content, num_threads=num_threads)
+            interpreter.allocate_tensors()
+        except Exception as exc:
+            # The C++ runtime explains itself on stderr (e.g. "Didn't find op for builtin opcode").
+            detail = " ".join(captured.text().split())[:300] or str(exc).splitlines()[0][:300]
+            raise ModelError("model", f"the interpreter refused it: {detail}") from None
+    return interpreter, info
+
+
+class _Captured:
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+
+    def text(self) -> str:
+        self._fp.seek(0)
+        data = self._fp.read().decode("utf-8", errors="replace")
+        return "\n".join(line for line in data.splitlines() if "Created TensorFlow Lite" not in line)
+
+
+@contextlib.contextmanager
+def _captured_native_stderr():
+    """Capture what native code writes to fd 2 while building an interpreter (its INFO banner and
+    error explanations), so the CLI stays clean and errors can quote the reason."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (embedded interpreters): nothing to capture
+        yield _Captured(tempfile.TemporaryFile())
+        return
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield _Captured(tmp)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def delegate_status(interpreter: Any) -> DelegateStatus:
+    """Count the DELEGATE nodes the delegate left in the graph after ``allocate_tensors``."""
+    try:
+        ops = interpreter._get_ops_details()
+    except Exception:  # private API: treat an interpreter without it as undelegated
+        return DelegateStatus(delegated=False, partitions=0)
+    n = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+    return DelegateStatus(delegated=n > 0, partitions=n)

@@ -1,0 +1,266 @@
+"""The model's own metadata: read by the runtime, written by the training tools. No TensorFlow.
+
+Layout: a ``.tflite`` flatbuffer followed by a ZIP archive, the same packing the standard TFLite
+metadata uses for its associated files, so interpreters ignore it and any zip reader finds it.
+The archive holds:
+
+* ``skinedge.json`` -- :class:`ModelMetadata` (labels, preprocessing spec, output kind,
+  calibration temperature, abstain threshold, expected tensors, provenance, metrics, and the
+  SHA-256 of the flatbuffer part so a damaged model is refused before an interpreter reads it);
+* ``labels.txt`` -- one label per line, the file the TFLite Task Library / MediaPipe look for;
+* any extra files (e.g. ``selftest/*.png`` test vectors).
+
+Third-party models with no metadata work with a labels file (:func:`read_labels_file`) and explicit
+options; a ``labels.txt`` packed by other tools is picked up too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skinedge.errors import MetadataError, ModelError
+from skinedge.preprocess import PreprocessSpec
+
+METADATA_NAME = "skinedge.json"
+LABELS_NAME = "labels.txt"
+FORMAT = "skinedge-metadata"
+FORMAT_VERSION = 1
+OUTPUT_KINDS = ("logits", "probabilities")
+# The TFLite flatbuffer file identifier, at bytes 4..8 of every model.
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the runtime needs to know about a model, stored inside the model file.
+
+    Attributes:
+        labels: class names, in output order.
+        preprocess: how photos become the input tensor (see :class:`PreprocessSpec`).
+        output_kind: ``logits`` (softmax applied by the runtime, with ``temperature``) or
+            ``probabilities`` (used as they are).
+        temperature: calibration temperature fitted on validation data (1.0: uncalibrated).
+        abstain_threshold: results whose top score is below this are flagged ``uncertain``.
+        input_mean, input_std: for float input tensors, ``(pixel - mean) / std`` is fed.
+        input_shape, input_dtype, num_outputs: what the tensors must look like; checked at load.
+        model_sha256: SHA-256 of the flatbuffer part (everything before the metadata archive).
+        name, description, provenance, metrics: free-form documentation of the model.
+    """
+
+    labels: tuple[str, ...]
+    preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
+    output_kind: str = "logits"
+    temperature: float = 1.0
+    abstain_threshold: float = 0.0
+    input_mean: float = 0.0
+    input_std: float = 1.0
+    input_shape: tuple[int, ...] | None = None
+    input_dtype: str | None = None
+    num_outputs: int | None = None
+    model_sha256: str | None = None
+    name: str = ""
+    description: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "labels": list(self.labels),
+            "preprocess": self.preprocess.to_dict(),
+            "output": {"kind": self.output_kind, "temperature": self.temperature},
+            "abstain_threshold": self.abstain_threshold,
+            "input": {
+                "mean": self.input_mean,
+                "std": self.input_std,
+                "shape": list(self.input_shape) if self.input_shape else None,
+                "dtype": self.input_dtype,
+            },
+            "num_outputs": self.num_outputs,
+            "model_sha256": self.model_sha256,
+            "provenance": self.provenance,
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<metadata>") -> ModelMetadata:
+        if d.get("format") != FORMAT:
+            raise MetadataError(source, f"not skinedge metadata (format={d.get('format')!r})")
+        if int(d.get("format_version", 0)) > FORMAT_VERSION:
+            raise MetadataError(
+                source, f"metadata format v{d['format_version']} is newer than this skinedge (v{FORMAT_VERSION})"
+            )
+        try:
+            labels = tuple(str(x) for x in d["labels"])
+            out = d.get("output", {})
+            inp = d.get("input", {})
+            md = cls(
+                labels=labels,
+                preprocess=PreprocessSpec.from_dict(d.get("preprocess", {}), source),
+                output_kind=str(out.get("kind", "logits")),
+                temperature=float(out.get("temperature", 1.0)),
+                abstain_threshold=float(d.get("abstain_threshold", 0.0)),
+                input_mean=float(inp.get("mean", 0.0)),
+                input_std=float(inp.get("std", 1.0)),
+                input_shape=tuple(int(v) for v in inp["shape"]) if inp.get("shape") else None,
+                input_dtype=inp.get("dtype"),
+                num_outputs=int(d["num_outputs"]) if d.get("num_outputs") is not None else None,
+                model_sha256=d.get("model_sha256"),
+                name=str(d.get("name", "")),
+                description=str(d.get("description", "")),
+                provenance=dict(d.get("provenance") or {}),
+                metrics=dict(d.get("metrics") or {}),
+            )
+        except MetadataError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MetadataError(source, f"malformed metadata ({type(exc).__name__}: {exc})") from None
+        md.validate(source)
+        return md
+
+    def validate(self, source: str = "<metadata>") -> None:
+        """Check internal consistency (not against tensors: see :func:`check_against_tensors`)."""
+        if not self.labels:
+            raise MetadataError(source, "metadata has no labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise MetadataError(source, "metadata labels are not unique")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise MetadataError(source, f"output kind must be one of {OUTPUT_KINDS}, got {self.output_kind!r}")
+        if not (self.temperature > 0 and self.temperature < 1e3):
+            raise MetadataError(source, f"calibration temperature must be positive, got {self.temperature}")
+        if not (0.0 <= self.abstain_threshold <= 1.0):
+            raise MetadataError(source, f"abstain threshold must be in [0, 1], got {self.abstain_threshold}")
+        if not self.input_std > 0:
+            raise MetadataError(source, f"input std must be positive, got {self.input_std}")
+        if self.num_outputs is not None and self.num_outputs != len(self.labels):
+            raise MetadataError(
+                source, f"metadata lists {len(self.labels)} labels for {self.num_outputs} outputs"
+            )
+
+
+@dataclass(frozen=True)
+class PackedModel:
+    """A model file split into its flatbuffer and what the metadata archive holds."""
+
+    flatbuffer: bytes
+    metadata: ModelMetadata | None
+    labels: tuple[str, ...] | None
+    files: dict[str, bytes]
+
+
+def _zip_start(data: bytes) -> int | None:
+    """Offset where an appended ZIP archive starts, or None if there is none."""
+    if b"PK\x05\x06" not in data[-(65536 + 22):]:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    if not infos:
+        return None
+    return min(i.header_offset for i in infos)
+
+
+def check_flatbuffer(data: bytes, source: str) -> None:
+    """Cheap structural checks before an interpreter sees the bytes."""
+    if len(data) < 16:
+        raise ModelError(source, f"file is {len(data)} bytes: too small to be a .tflite model")
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(source, "not a TFLite model (missing the 'TFL3' flatbuffer identifier)")
+    root = int.from_bytes(data[0:4], "little")
+    if root < 8 or root + 4 > len(data):
+        raise ModelError(source, "damaged TFLite model: flatbuffer root offset points outside the file")
+
+
+def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedModel:
+    """Split ``data`` into flatbuffer and metadata, verifying the recorded checksum if present."""
+    check_flatbuffer(data, source)
+    start = _zip_start(data)
+    if start is None:
+        return PackedModel(flatbuffer=data, metadata=None, labels=None, files={})
+    flatbuffer = data[:start]
+    files: dict[str, bytes] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                if info.file_size > 64 * 1024 * 1024:
+                    raise MetadataError(source, f"metadata entry {info.filename!r} is implausibly large")
+                files[info.filename] = zf.read(info)  # zipfile checks each entry's CRC-32
+    except MetadataError:
+        raise
+    except Exception as exc:  # damaged archive: CRC mismatch, bad headers, bad compression
+        raise MetadataError(source, f"damaged metadata archive ({type(exc).__name__}: {exc})") from None
+    metadata = None
+    if METADATA_NAME in files:
+        try:
+            d = json.loads(files[METADATA_NAME].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MetadataError(source, f"metadata is not valid JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise MetadataError(source, "metadata is not a JSON object")
+        metadata = ModelMetadata.from_dict(d, source)
+        if verify_checksum and metadata.model_sha256 and hashlib.sha256(flatbuffer).hexdigest() != metadata.model_sha256:
+            raise ModelError(source, "model is damaged: its SHA-256 does not match the one recorded in its metadata")
+    labels = None
+    if LABELS_NAME in files:
+        labels = parse_labels(files[LABELS_NAME].decode("utf-8", errors="replace"))
+    if metadata is not None and labels is not None and tuple(labels) != metadata.labels:
+        raise MetadataError(source, f"{LABELS_NAME} and {METADATA_NAME} disagree on the labels")
+    return PackedModel(flatbuffer=flatbuffer, metadata=metadata, labels=labels, files=files)
+
+
+def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, bytes] | None = None) -> bytes:
+    """Append ``metadata`` (with the flatbuffer's SHA-256 filled in) and extra files to a model.
+
+    Deterministic: the same inputs give byte-identical output (fixed timestamps and order).
+    """
+    check_flatbuffer(flatbuffer, "<flatbuffer>")
+    if _zip_start(flatbuffer) is not None:
+        raise ModelError("<flatbuffer>", "model already carries a metadata archive; pack the bare flatbuffer")
+    from dataclasses import replace
+
+    metadata = replace(metadata, model_sha256=hashlib.sha256(flatbuffer).hexdigest())
+    metadata.validate()
+    entries = {
+        METADATA_NAME: json.dumps(metadata.to_dict(), indent=2, sort_keys=True).encode(),
+        LABELS_NAME: ("\n".join(metadata.labels) + "\n").encode(),
+        **(extra_files or {}),
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, entries[name])
+    return flatbuffer + buf.getvalue()
+
+
+def parse_labels(text: str) -> tuple[str, ...]:
+    """Labels from text: one per line, blank lines ignored."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def read_labels_file(path: str | os.PathLike) -> tuple[str, ...]:
+    """Read a labels file (one label per line)."""
+    p = Path(path)
+    try:
+        labels = parse_labels(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MetadataError(str(p), "labels file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MetadataError(str(p), f"cannot read labels file ({exc})") from None
+    if not labels:
+        raise MetadataError(str(p), "labels file is empty")
+    return labels

@@ -1,0 +1,302 @@
+"""Image decoding and preprocessing: the only implementation, shared by inference and training.
+
+The training tools (``skinedge_tools``) build their arrays with :func:`prepare`, and the spec that
+drove it is written into the model's metadata, so a model and the runtime that feeds it cannot drift
+apart (the idea of timm's data config).
+
+Two steps, timed separately by the classifier:
+
+* :func:`decode` turns a path, bytes, PIL image or array into an upright RGB ``PIL.Image``: EXIF
+  orientation applied; RGBA, palette, grayscale, CMYK and 16-bit images converted to 8-bit RGB; large
+  JPEGs decoded in the DCT domain at a reduced scale (``draft``), which is ~4x faster on a 12 MP photo;
+  inputs above :class:`ImageLimits` refused from their header before any pixel is decoded.
+* :func:`resize` maps that image to the model's input, an ``HxWx3`` uint8 array, with an
+  antialiased filter (Pillow's resize is a true convolution, so a 4000 px photo does not alias).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from skinedge.errors import ImageError, ImageTooLargeError, MetadataError
+
+#: What :func:`decode` accepts: a file path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array.
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+#: File suffixes treated as images when scanning folders.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+)
+
+#: The newest preprocessing-spec version this runtime implements.
+SPEC_VERSION = 1
+
+_FILTERS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+_ASPECTS = ("squash", "center_crop")
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a photo becomes the model's input tensor; stored in the model's metadata.
+
+    Attributes:
+        height, width: the model's input size in pixels.
+        resize_filter: Pillow resampling filter (antialiased when downscaling): one of
+            ``nearest``, ``bilinear``, ``bicubic``, ``lanczos``, ``box``.
+        aspect: ``squash`` resizes the whole photo to ``height x width`` (no crop);
+            ``center_crop`` first crops the largest centred region of the target aspect ratio.
+        jpeg_draft: decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) that still covers the
+            target size before resizing.
+        alpha_background: RGB colour that transparent pixels are composited over.
+        version: spec version; a model needing a newer one than :data:`SPEC_VERSION` is refused.
+    """
+
+    height: int = 224
+    width: int = 224
+    resize_filter: str = "bilinear"
+    aspect: str = "squash"
+    jpeg_draft: bool = True
+    alpha_background: tuple[int, int, int] = (255, 255, 255)
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.resize_filter not in _FILTERS:
+            raise ValueError(f"resize_filter must be one of {sorted(_FILTERS)}, got {self.resize_filter!r}")
+        if self.aspect not in _ASPECTS:
+            raise ValueError(f"aspect must be one of {_ASPECTS}, got {self.aspect!r}")
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"input size must be positive, got {self.height}x{self.width}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form written into model metadata."""
+        d = asdict(self)
+        d["alpha_background"] = list(self.alpha_background)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<metadata>") -> PreprocessSpec:
+        """Read a spec from model metadata; refuse versions and fields this runtime does not know."""
+        version = int(d.get("version", 1))
+        if version > SPEC_VERSION:
+            raise MetadataError(
+                source,
+                f"model needs preprocessing spec v{version}, this skinedge implements v{SPEC_VERSION}: "
+                "upgrade skinedge",
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise MetadataError(source, f"unknown preprocessing fields {sorted(unknown)}")
+        kwargs = dict(d)
+        if "alpha_background" in kwargs:
+            kwargs["alpha_background"] = tuple(int(c) for c in kwargs["alpha_background"])
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise MetadataError(source, f"invalid preprocessing spec: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Resource limits checked before decoding (decompression-bomb and huge-file guard).
+
+    The defaults admit a 108 MP phone photo (12000 x 9000) and refuse a 50,000 x 50,000 PNG or a
+    1 GB file from the header or file size alone, without reading the pixels.
+    """
+
+    max_pixels: int = 120_000_000
+    max_file_bytes: int = 100 * 1024 * 1024
+
+
+DEFAULT_SPEC = PreprocessSpec()
+DEFAULT_LIMITS = ImageLimits()
+
+
+@dataclass
+class _Opened:
+    image: Image.Image
+    source: str
+    _keep: list[Any] = field(default_factory=list)
+
+
+def describe_source(source: ImageInput) -> str:
+    """A short name for an input, used in error messages and results."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or "<PIL image>"
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    return f"<{type(source).__name__}>"
+
+
+def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
+    name = describe_source(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageError(name, "no such file") from None
+        except OSError as exc:
+            raise ImageError(name, f"cannot read file ({exc.strerror or exc})") from None
+        if path.is_dir():
+            raise ImageError(name, "is a directory, not an image file")
+        if size == 0:
+            raise ImageError(name, "empty file (0 bytes)")
+        if size > limits.max_file_bytes:
+            raise ImageTooLargeError(name, f"file is {size} bytes, above the limit of {limits.max_file_bytes}")
+        try:
+            fp: Any = open(path, "rb")
+        except OSError as exc:
+            raise ImageError(name, f"cannot open file ({exc.strerror or exc})") from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise ImageError(name, "empty input (0 bytes)")
+        if len(source) > limits.max_file_bytes:
+            raise ImageTooLargeError(
+                name, f"input is {len(source)} bytes, above the limit of {limits.max_file_bytes}"
+            )
+        fp = io.BytesIO(bytes(source))
+    else:
+        raise ImageError(name, "expected a path, bytes, a PIL image or an HxWx3 uint8 array")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit replaces Pillow's bomb warning; its hard error still stops us early.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        fp.close()
+        raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
+    except Exception as exc:  # Pillow raises many types on garbage; all mean "not an image".
+        fp.close()
+        raise ImageError(name, f"not a readable image ({_short(exc)})") from None
+    return _Opened(image=image, source=name, _keep=[fp])
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _check_size(size: tuple[int, int], name: str, limits: ImageLimits) -> None:
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageError(name, f"image has no pixels ({w}x{h})")
+    if w * h > limits.max_pixels:
+        raise ImageTooLargeError(
+            name, f"image is {w}x{h} = {w * h} pixels, above the limit of {limits.max_pixels}"
+        )
+
+
+def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # 16-bit (and 32-bit) grayscale: keep the top 8 bits rather than letting Pillow clip at 255.
+        arr = np.asarray(image)
+        if mode != "F":
+            arr = arr.astype(np.int64) >> 8 if mode.startswith("I;16") or arr.max() > 255 else arr
+        gray = np.clip(arr, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), "RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(
+    source: ImageInput,
+    *,
+    draft_size: tuple[int, int] | None = None,
+    background: tuple[int, int, int] = DEFAULT_SPEC.alpha_background,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> Image.Image:
+    """Decode ``source`` into an upright 8-bit RGB image.
+
+    Args:
+        source: file path, encoded bytes, a PIL image, or an ``HxWx3`` uint8 RGB array.
+        draft_size: if given and the input is a JPEG, decode at the smallest DCT scale whose
+            size is still at least this (width, height).
+        background: colour transparent pixels are composited over.
+        limits: pixel and byte limits checked before decoding.
+
+    Raises:
+        ImageError: the input is missing, empty, not an image, truncated or undecodable.
+        ImageTooLargeError: the input is above ``limits``.
+    """
+    name = describe_source(source)
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] != 3:
+            raise ImageError(name, f"expected an HxWx3 uint8 RGB array, got shape {source.shape} {source.dtype}")
+        _check_size((source.shape[1], source.shape[0]), name, limits)
+        return Image.fromarray(np.ascontiguousarray(source), "RGB")
+    if isinstance(source, Image.Image):
+        opened = _Opened(image=source, source=name)
+    else:
+        opened = _open(source, limits)
+    try:
+        image = opened.image
+        _check_size(image.size, name, limits)
+        if draft_size is not None and image.format == "JPEG":
+            side = max(draft_size)  # square request: valid whatever the EXIF rotation is
+            image.draft(image.mode, (side, side))
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        return _to_rgb(image, background)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
+    except Exception as exc:  # truncated data, bad EXIF, unsupported modes: all typed for the caller
+        raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
+    finally:
+        for fp in opened._keep:
+            fp.close()
+
+
+def resize(image: Image.Image, spec: PreprocessSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Map a decoded RGB image to the model input: a C-contiguous ``(height, width, 3)`` uint8 array."""
+    w, h = image.size
+    box: tuple[float, float, float, float] = (0, 0, w, h)
+    if spec.aspect == "center_crop":
+        target = spec.width / spec.height
+        if w / h > target:
+            cw = h * target
+            box = ((w - cw) / 2, 0, (w + cw) / 2, h)
+        else:
+            ch = w / target
+            box = (0, (h - ch) / 2, w, (h + ch) / 2)
+    if image.size != (spec.width, spec.height) or box != (0, 0, w, h):
+        image = image.resize((spec.width, spec.height), _FILTERS[spec.resize_filter], box=box)
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def prepare(
+    source: ImageInput, spec: PreprocessSpec = DEFAULT_SPEC, limits: ImageLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """Decode and resize in one call: exactly what the model sees. Training arrays are built with this."""
+    draft = (spec.width, spec.height) if spec.jpeg_draft else None
+    return resize(decode(source, draft_size=draft, background=spec.alpha_background, limits=limits), spec)

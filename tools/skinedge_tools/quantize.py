@@ -1,0 +1,183 @@
+"""Checkpoint -> float32 and full-integer int8 ``.tflite`` with skinedge metadata, checked in the runtime.
+
+int8: uint8 input (raw pixels: the Rescaling layer lives in the graph, so the calibrated input scale
+is 1 and zero point 0), int8 weights per channel, int8 activations, int8 logits out. Representative
+data: a class-stratified, seeded sample of training images made by the runtime's preprocessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from skinedge.classifier import Classifier
+from skinedge.metadata import ModelMetadata, pack
+from skinedge.selftest import encode_vectors
+from skinedge_tools import data as data_mod
+from skinedge_tools import evaluate as ev
+
+INT8_NAME = "skinedge_mobilenetv2_int8.tflite"
+FLOAT_NAME = "skinedge_mobilenetv2_float32.tflite"
+
+
+def representative_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """A seeded, class-stratified sample of ``n`` training images (the same every time)."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per = {c: np.flatnonzero(y == c) for c in classes}
+    take = []
+    for c in classes:
+        k = max(1, round(n * len(per[c]) / len(y)))
+        take.extend(rng.choice(per[c], size=min(k, len(per[c])), replace=False).tolist())
+    return x[np.sort(np.asarray(take))]
+
+
+def to_tflite(model: keras.Model, representative: np.ndarray | None = None) -> bytes:
+    """Convert; with ``representative`` data, full-integer int8 (uint8 input, int8 output)."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([img[None].astype(np.float32)] for img in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def synthetic_vectors(size: int, n: int = 2) -> list[np.ndarray]:
+    """Deterministic, photo-free self-test inputs (no dataset image is ever embedded in the model)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    out = []
+    for i in range(n):
+        r = 128 + 100 * np.sin(xx / (9.0 + 4 * i)) * np.cos(yy / (13.0 + 3 * i))
+        g = 110 + 80 * np.cos((xx + 2 * yy) / (17.0 + 5 * i))
+        b = 100 + 90 * np.sin((3 * xx - yy) / (23.0 + 7 * i))
+        out.append(np.clip(np.stack([r, g, b], axis=2), 0, 255).astype(np.uint8))
+    return out
+
+
+def _runtime_outputs(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
+    with Classifier(path, num_threads=threads) as clf:
+        return np.stack([clf.raw_output(img) for img in x])
+
+
+def rebuild(run_dir: Path, out_dir: Path, cache_dir: Path | None, stage: str = "stage3", n_representative: int = 500,
+            data_root: str | None = None) -> dict[str, Any]:
+    """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``."""
+    from skinedge_tools.train import load_trained
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    model, cfg = load_trained(run_dir, stage)
+    if data_root:
+        cfg.data_root = data_root
+    spec = cfg.spec()
+    splits = data_mod.discover(cfg.data_root, cfg.classes, seed=cfg.seed)
+    arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in splits.items()}
+    (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
+    rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
+    keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    provenance = _provenance(run_dir, cfg, stage, n_representative)
+    report: dict[str, Any] = {"provenance": provenance}
+    artifacts = {"int8": (INT8_NAME, to_tflite(model, rep)), "float32": (FLOAT_NAME, to_tflite(model))}
+    for kind, (name, flat) in artifacts.items():
+        interp = tf.lite.Interpreter(model_content=flat)
+        inp = interp.get_input_details()[0]
+        if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
+            raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
+        md = ModelMetadata(
+            labels=tuple(cfg.classes), preprocess=spec, output_kind="logits", temperature=1.0,
+            input_shape=tuple(int(v) for v in inp["shape"]), input_dtype=np.dtype(inp["dtype"]).name,
+            num_outputs=len(cfg.classes),
+        )
+        path = out_dir / name
+        path.write_bytes(pack(flat, md))  # uncalibrated first: the runtime measures its own logits
+        val_logits, test_logits = _runtime_outputs(path, xv), _runtime_outputs(path, xt)
+        temperature = ev.fit_temperature(val_logits, sval.labels)
+        val_probs = _softmax(val_logits / temperature)
+        abstain = ev.pick_abstain_threshold(val_probs, sval.labels)
+        m_test = ev.metrics(stst.labels, test_logits, tuple(cfg.classes), temperature)
+        m_val = ev.metrics(sval.labels, val_logits, tuple(cfg.classes), temperature)
+        summary = {
+            "test_accuracy": round(m_test["accuracy"], 4), "test_macro_f1": round(m_test["macro_f1"], 4),
+            "val_accuracy": round(m_val["accuracy"], 4), "val_macro_f1": round(m_val["macro_f1"], 4),
+            "test_ece_uncalibrated": round(ev.ece(_softmax(test_logits), stst.labels), 4),
+            "test_ece_calibrated": round(m_test["ece"], 4),
+            "test_n": int(len(stst.labels)),
+        }
+        files = {}
+        if kind == "int8":
+            vectors = synthetic_vectors(spec.height)
+            raw = _raw_int8_outputs(flat, vectors)
+            files = encode_vectors(vectors, raw, float(interp.get_output_details()[0]["quantization"][0]))
+        final = ModelMetadata(
+            **{**md.__dict__, "temperature": round(temperature, 6), "abstain_threshold": abstain,
+               "name": f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}",
+               "description": "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, "
+                              "Vitiligo, Unknown_Normal). Research use; scores are not a medical diagnosis.",
+               "provenance": provenance, "metrics": summary},
+        )
+        blob = pack(flat, final, files)
+        path.write_bytes(blob)
+        (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
+        report[kind] = {
+            "file": name, "bytes": len(blob), "flatbuffer_sha256": hashlib.sha256(flat).hexdigest(),
+            "temperature": temperature, "abstain_threshold": abstain, "test": m_test, "val": m_val,
+            "coverage_test": ev.coverage_curve(_softmax(test_logits / temperature), stst.labels),
+            "test_pred": test_logits.argmax(1).tolist(), "val_pred": val_logits.argmax(1).tolist(),
+            "test_ece_uncalibrated": summary["test_ece_uncalibrated"],
+            "val_ece_uncalibrated": ev.ece(_softmax(val_logits), sval.labels),
+            "val_ece_calibrated": ev.ece(val_probs, sval.labels),
+        }
+    i8, f32 = np.asarray(report["int8"]["test_pred"]), np.asarray(report["float32"]["test_pred"])
+    report["agreement_int8_float32_test"] = float((i8 == f32).mean())
+    report["agreement_float32_keras_test"] = float((f32 == keras_test.argmax(1)).mean())
+    report["size_ratio_int8_float32"] = report["int8"]["bytes"] / report["float32"]["bytes"]
+    report["test_labels"] = stst.labels.tolist()
+    report["test_files"] = stst.paths
+    (out_dir / "rebuild_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _raw_int8_outputs(flat: bytes, vectors: list[np.ndarray]) -> list[np.ndarray]:
+    """Raw int8 outputs of the LiteRT/XNNPACK runtime on the self-test vectors."""
+    from skinedge.backend import create_interpreter
+
+    interp, _ = create_interpreter(flat, num_threads=1)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    raw = []
+    for v in vectors:
+        interp.set_tensor(inp["index"], v[None])
+        interp.invoke()
+        raw.append(interp.get_tensor(out["index"]).reshape(-1).astype(int))
+    return raw
+
+
+def _provenance(run_dir: Path, cfg, stage: str, n_rep: int) -> dict[str, Any]:
+    cfg_json = json.loads((run_dir / "config.json").read_text())
+    manifest = Path(cfg.data_root) / "manifest.csv"
+    return {
+        "dataset": Path(cfg.data_root).name,
+        "dataset_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None,
+        "backbone": f"MobileNetV2 alpha {cfg.alpha}, ImageNet weights",
+        "stages": [s["name"] for s in cfg_json["stages"]],
+        "checkpoint": f"{stage}/model.weights.h5",
+        "checkpoint_sha256": hashlib.sha256((run_dir / stage / "model.weights.h5").read_bytes()).hexdigest(),
+        "train_config": cfg_json,
+        "source_commit": cfg_json.get("source_commit"),
+        "tensorflow": tf.__version__,
+        "representative_images": n_rep,
+        "quantization": "full-integer int8 PTQ, per-channel weights, uint8 input, int8 logits",
+    }
