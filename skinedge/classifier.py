@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class ClassificationResult:
 
 
 #: What ``classify_many`` yields for an input it could not classify.
-BatchOutcome = Union[ClassificationResult, SkinedgeError]
+BatchOutcome = ClassificationResult | SkinedgeError
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -170,7 +170,9 @@ class Classifier:
             raise ValueError(f"output_kind must be 'logits' or 'probabilities', got {self.output_kind!r}")
         self.temperature = self.metadata.temperature if self.metadata else 1.0
         self.abstain_threshold = (
-            abstain_threshold if abstain_threshold is not None else (self.metadata.abstain_threshold if self.metadata else 0.0)
+            abstain_threshold
+            if abstain_threshold is not None
+            else (self.metadata.abstain_threshold if self.metadata else 0.0)
         )
         self.top_k = min(top_k, len(self.labels))
         self.score_threshold = float(score_threshold)
@@ -210,15 +212,19 @@ class Classifier:
     def _default_spec(self, name: str) -> PreprocessSpec:
         if self.metadata is not None:
             return self.metadata.preprocess
-        shape = self._input["shape"]
+        shape = [int(v) for v in self._input["shape"]]
         if len(shape) != 4 or shape[3] != 3:
-            raise ModelError(name, f"input tensor {list(shape)} is not an image (expected [1, H, W, 3])")
+            raise ModelError(name, f"input tensor {shape} is not an image (expected [1, H, W, 3])")
         return PreprocessSpec(height=int(shape[1]), width=int(shape[2]), jpeg_draft=False)
 
     def _guess_output_kind(self) -> str:
         # A quantized output with scale 1/256 is the classic uint8/int8 softmax layout.
         scale = self._output["quantization"][0]
-        return "probabilities" if self._output["dtype"] in (np.uint8, np.int8) and abs(scale - 1 / 256) < 1e-6 else "logits"
+        return (
+            "probabilities"
+            if self._output["dtype"] in (np.uint8, np.int8) and abs(scale - 1 / 256) < 1e-6
+            else "logits"
+        )
 
     def _check_tensors(self, name: str) -> None:
         shape = tuple(int(v) for v in self._input["shape"])
@@ -228,7 +234,9 @@ class Classifier:
             raise ModelError(name, f"unsupported input dtype {np.dtype(self._input['dtype']).name}")
         if (shape[1], shape[2]) != (self.spec.height, self.spec.width):
             raise MetadataError(
-                name, f"preprocessing makes {self.spec.height}x{self.spec.width} images, input tensor is {shape[1]}x{shape[2]}"
+                name,
+                f"preprocessing makes {self.spec.height}x{self.spec.width} images, "
+                f"input tensor is {shape[1]}x{shape[2]}",
             )
         n_out = int(np.prod(self._output["shape"]))
         if len(self.labels) != n_out:
@@ -279,9 +287,15 @@ class Classifier:
             raise ValueError(f"expected a {expected} uint8 array, got {pixels.shape} {pixels.dtype}")
         tensor = self._to_input_tensor(pixels)
         with self._lock:
-            self._interpreter.set_tensor(self._input["index"], tensor)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._output["index"])
+            if self._closed:  # closed by another thread while this one waited for the lock
+                raise RuntimeError("Classifier is closed")
+            try:
+                self._interpreter.set_tensor(self._input["index"], tensor)
+                self._interpreter.invoke()
+                raw = self._interpreter.get_tensor(self._output["index"])
+            except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
+                detail = " ".join(str(exc).split())[:300]
+                raise ModelError(str(self.model_path), f"the interpreter failed to run the model: {detail}") from None
         scale, zero = self._output["quantization"]
         values = raw.reshape(-1).astype(np.float64)
         if self._output["dtype"] in (np.uint8, np.int8) and scale:

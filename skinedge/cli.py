@@ -122,7 +122,8 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
     ok = 0
     show_bar = sys.stderr.isatty() and len(sources) > 20
     try:
-        with click.progressbar(length=len(sources), file=sys.stderr, label="classifying") if show_bar else _NoBar() as bar:
+        progress = click.progressbar(length=len(sources), file=sys.stderr, label="classifying")
+        with progress if show_bar else _NoBar() as bar:
             for outcome in clf.iter_classify(sources):
                 if isinstance(outcome, SkinedgeError):
                     failed += 1
@@ -251,8 +252,58 @@ def info(model, labels, backend, as_json) -> None:
     if md and md.metrics:
         click.echo("metrics     " + ", ".join(f"{k} {v}" for k, v in md.metrics.items() if not isinstance(v, dict)))
     if md and md.provenance:
-        click.echo("provenance  " + ", ".join(f"{k}={v}" for k, v in md.provenance.items() if not isinstance(v, (dict, list))))
+        flat = {k: v for k, v in md.provenance.items() if not isinstance(v, (dict, list))}
+        click.echo("provenance  " + ", ".join(f"{k}={v}" for k, v in flat.items()))
     click.echo(NOT_A_DIAGNOSIS)
+
+
+@main.command()
+@_model_option
+@_threads_option
+@_backend_option
+def selftest(model, threads, backend) -> None:
+    """Check that this machine computes what the build machine recorded for the model.
+
+    Runs the test vectors packed in the model's metadata (exact preprocessed inputs and the raw
+    outputs recorded at build time) through the local interpreter and compares the raw outputs.
+    Exit status: 0 if every vector matches (top-1 class and within one quantization step), 1 if any
+    does not or the model cannot be loaded, 2 if the model carries no test vectors.
+    """
+    from skinedge.classifier import Classifier
+    from skinedge.errors import BackendError
+    from skinedge.selftest import SELFTEST_TOLERANCE_STEPS, VECTORS_NAME, run_selftest
+
+    try:
+        clf = Classifier(model, num_threads=threads, backend=backend)
+    except BackendError as exc:
+        _fail(exc)
+    except SkinedgeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo("selftest FAIL: the model could not be loaded")
+        raise SystemExit(1) from None
+    try:
+        if VECTORS_NAME not in clf.model_files:
+            click.echo(f"error: {clf.model_path}: this model carries no self-test vectors ({VECTORS_NAME} is not in "
+                       "its metadata); nothing to check. Models built by skinedge_tools carry them.", err=True)
+            raise SystemExit(2)
+        try:
+            checks = run_selftest(clf, clf.model_files)
+        except SkinedgeError as exc:
+            _fail(exc)
+        where = f"{clf.backend.name} {clf.backend.version}, {clf.num_threads} threads, {clf.delegate.describe()}"
+    finally:
+        clf.close()
+    if not checks:
+        click.echo(f"error: {clf.model_path}: its self-test vector list is empty; nothing to check", err=True)
+        raise SystemExit(2)
+    for c in checks:
+        click.echo(f"{c.name}: top-1 expected {c.top1_expected}, got {c.top1_got}; max difference "
+                   f"{c.max_step_diff:g} quantization steps  {'PASS' if c.passed else 'FAIL'}")
+    failed = sum(not c.passed for c in checks)
+    verdict = "PASS" if not failed else "FAIL"
+    click.echo(f"selftest {verdict}: {len(checks) - failed}/{len(checks)} vectors match within "
+               f"{SELFTEST_TOLERANCE_STEPS:g} quantization step ({clf.model_path}; {where})")
+    raise SystemExit(1 if failed else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -143,9 +143,7 @@ class ModelMetadata:
         if not self.input_std > 0:
             raise MetadataError(source, f"input std must be positive, got {self.input_std}")
         if self.num_outputs is not None and self.num_outputs != len(self.labels):
-            raise MetadataError(
-                source, f"metadata lists {len(self.labels)} labels for {self.num_outputs} outputs"
-            )
+            raise MetadataError(source, f"metadata lists {len(self.labels)} labels for {self.num_outputs} outputs")
 
 
 @dataclass(frozen=True)
@@ -158,14 +156,24 @@ class PackedModel:
     files: dict[str, bytes]
 
 
-def _zip_start(data: bytes) -> int | None:
-    """Offset where an appended ZIP archive starts, or None if there is none."""
-    if b"PK\x05\x06" not in data[-(65536 + 22):]:
+def _zip_start(data: bytes, source: str = "<model>") -> int | None:
+    """Offset where an appended ZIP archive starts, or None if there is none.
+
+    A damaged skinedge archive (its entry name still visible in the tail) is refused rather than
+    ignored, which would silently load the model without its labels and preprocessing spec.
+    """
+    tail = data[-(65536 + 22) :]
+    ours = METADATA_NAME.encode() in tail
+    if b"PK\x05\x06" not in tail:
+        if ours:
+            raise MetadataError(source, "damaged metadata archive (its end-of-archive record is missing)")
         return None
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        if ours:
+            raise MetadataError(source, f"damaged metadata archive ({type(exc).__name__}: {exc})") from None
         return None
     if not infos:
         return None
@@ -186,7 +194,7 @@ def check_flatbuffer(data: bytes, source: str) -> None:
 def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedModel:
     """Split ``data`` into flatbuffer and metadata, verifying the recorded checksum if present."""
     check_flatbuffer(data, source)
-    start = _zip_start(data)
+    start = _zip_start(data, source)
     if start is None:
         return PackedModel(flatbuffer=data, metadata=None, labels=None, files={})
     flatbuffer = data[:start]
@@ -201,6 +209,8 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedM
         raise
     except Exception as exc:  # damaged archive: CRC mismatch, bad headers, bad compression
         raise MetadataError(source, f"damaged metadata archive ({type(exc).__name__}: {exc})") from None
+    if METADATA_NAME not in files and METADATA_NAME.encode() in data[start:]:
+        raise MetadataError(source, f"damaged metadata archive ({METADATA_NAME} is named in it but unreadable)")
     metadata = None
     if METADATA_NAME in files:
         try:
@@ -210,7 +220,11 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedM
         if not isinstance(d, dict):
             raise MetadataError(source, "metadata is not a JSON object")
         metadata = ModelMetadata.from_dict(d, source)
-        if verify_checksum and metadata.model_sha256 and hashlib.sha256(flatbuffer).hexdigest() != metadata.model_sha256:
+        if (
+            verify_checksum
+            and metadata.model_sha256
+            and hashlib.sha256(flatbuffer).hexdigest() != metadata.model_sha256
+        ):
             raise ModelError(source, "model is damaged: its SHA-256 does not match the one recorded in its metadata")
     labels = None
     if LABELS_NAME in files:
@@ -230,6 +244,9 @@ def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, byte
         raise ModelError("<flatbuffer>", "model already carries a metadata archive; pack the bare flatbuffer")
     from dataclasses import replace
 
+    reserved = {METADATA_NAME, LABELS_NAME} & set(extra_files or {})
+    if reserved:
+        raise ValueError(f"extra files may not replace {sorted(reserved)}")
     metadata = replace(metadata, model_sha256=hashlib.sha256(flatbuffer).hexdigest())
     metadata.validate()
     entries = {

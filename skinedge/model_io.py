@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from skinedge.errors import ModelError
+from skinedge.flatbuffer_check import check_tflite_structure
 from skinedge.metadata import ModelMetadata, unpack
 
 #: File name of the model bundled with the package (package ``skinedge.bundled``, from ``models/``).
@@ -50,7 +51,9 @@ def read_model(path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
     Checks: the file exists and is a plausible size; it is a TFLite flatbuffer; its metadata (if
     any) parses and agrees with itself; with ``verify``, the flatbuffer's SHA-256 matches the one in
     the metadata and the whole file matches a ``<name>.sha256`` file beside it, if there is one
-    (the bundled model has one).
+    (the bundled model has one), and the flatbuffer passes a structural walk of its graph
+    (:func:`skinedge.flatbuffer_check.check_tflite_structure`: indices, buffer sizes, data flow),
+    which refuses the damage that crashes an interpreter instead of raising an error.
 
     Raises:
         ModelError: missing, unreadable, damaged or not a TFLite model.
@@ -79,6 +82,8 @@ def read_model(path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
             raise ModelError(name, f"model is damaged or was replaced: SHA-256 {digest[:12]}... does not match "
                                    f"the recorded {expected[:12]}...")
     packed = unpack(data, name, verify_checksum=verify)
+    if verify:
+        check_tflite_structure(packed.flatbuffer, name)
     return LoadedModel(path=p, data=packed.flatbuffer, metadata=packed.metadata, labels=packed.labels,
                        files=packed.files, sha256=digest)
 

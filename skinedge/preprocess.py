@@ -21,7 +21,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -29,12 +29,10 @@ from PIL import Image, ImageOps
 from skinedge.errors import ImageError, ImageTooLargeError, MetadataError
 
 #: What :func:`decode` accepts: a file path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array.
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 #: File suffixes treated as images when scanning folders.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 #: The newest preprocessing-spec version this runtime implements.
 SPEC_VERSION = 1
@@ -80,6 +78,8 @@ class PreprocessSpec:
             raise ValueError(f"aspect must be one of {_ASPECTS}, got {self.aspect!r}")
         if self.height < 1 or self.width < 1:
             raise ValueError(f"input size must be positive, got {self.height}x{self.width}")
+        if len(self.alpha_background) != 3 or not all(0 <= c <= 255 for c in self.alpha_background):
+            raise ValueError(f"alpha_background must be an RGB triple in 0..255, got {self.alpha_background!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form written into model metadata."""
@@ -90,7 +90,10 @@ class PreprocessSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<metadata>") -> PreprocessSpec:
         """Read a spec from model metadata; refuse versions and fields this runtime does not know."""
-        version = int(d.get("version", 1))
+        try:
+            version = int(d.get("version", 1))
+        except (TypeError, ValueError):
+            raise MetadataError(source, f"invalid preprocessing spec version {d.get('version')!r}") from None
         if version > SPEC_VERSION:
             raise MetadataError(
                 source,
@@ -102,9 +105,9 @@ class PreprocessSpec:
         if unknown:
             raise MetadataError(source, f"unknown preprocessing fields {sorted(unknown)}")
         kwargs = dict(d)
-        if "alpha_background" in kwargs:
-            kwargs["alpha_background"] = tuple(int(c) for c in kwargs["alpha_background"])
         try:
+            if "alpha_background" in kwargs:
+                kwargs["alpha_background"] = tuple(int(c) for c in kwargs["alpha_background"])
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise MetadataError(source, f"invalid preprocessing spec: {exc}") from None
@@ -121,6 +124,14 @@ class ImageLimits:
     max_pixels: int = 120_000_000
     max_file_bytes: int = 100 * 1024 * 1024
 
+
+# Pillow warns (rather than fails) on these; skinedge decides for itself: its own pixel limit replaces
+# the bomb warning (Pillow's hard bomb error still stops us early), and a photo with damaged EXIF is still
+# a photo. Module-level filters, because ``warnings.catch_warnings`` is not thread-safe and decoding runs
+# on worker threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning)
+warnings.filterwarnings("ignore", message="Possibly corrupt EXIF", category=UserWarning)
 
 DEFAULT_SPEC = PreprocessSpec()
 DEFAULT_LIMITS = ImageLimits()
@@ -170,17 +181,12 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
         if len(source) == 0:
             raise ImageError(name, "empty input (0 bytes)")
         if len(source) > limits.max_file_bytes:
-            raise ImageTooLargeError(
-                name, f"input is {len(source)} bytes, above the limit of {limits.max_file_bytes}"
-            )
+            raise ImageTooLargeError(name, f"input is {len(source)} bytes, above the limit of {limits.max_file_bytes}")
         fp = io.BytesIO(bytes(source))
     else:
         raise ImageError(name, "expected a path, bytes, a PIL image or an HxWx3 uint8 array")
     try:
-        with warnings.catch_warnings():
-            # Our own pixel limit replaces Pillow's bomb warning; its hard error still stops us early.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(fp)
+        image = Image.open(fp)
     except Image.DecompressionBombError as exc:
         fp.close()
         raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
@@ -200,9 +206,7 @@ def _check_size(size: tuple[int, int], name: str, limits: ImageLimits) -> None:
     if w < 1 or h < 1:
         raise ImageError(name, f"image has no pixels ({w}x{h})")
     if w * h > limits.max_pixels:
-        raise ImageTooLargeError(
-            name, f"image is {w}x{h} = {w * h} pixels, above the limit of {limits.max_pixels}"
-        )
+        raise ImageTooLargeError(name, f"image is {w}x{h} = {w * h} pixels, above the limit of {limits.max_pixels}")
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
@@ -216,9 +220,7 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image
             arr = arr.astype(np.int64) >> 8 if mode.startswith("I;16") or arr.max() > 255 else arr
         gray = np.clip(arr, 0, 255).astype(np.uint8)
         return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2), "RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in image.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
     if has_alpha:
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
@@ -238,8 +240,9 @@ def decode(
 
     Args:
         source: file path, encoded bytes, a PIL image, or an ``HxWx3`` uint8 RGB array.
-        draft_size: if given and the input is a JPEG, decode at the smallest DCT scale whose
-            size is still at least this (width, height).
+        draft_size: if given and the input is a JPEG file or bytes, decode at the smallest DCT
+            scale whose size is still at least this (width, height). A caller's PIL image is
+            decoded as it is (drafting it would shrink the caller's object).
         background: colour transparent pixels are composited over.
         limits: pixel and byte limits checked before decoding.
 
@@ -260,7 +263,7 @@ def decode(
     try:
         image = opened.image
         _check_size(image.size, name, limits)
-        if draft_size is not None and image.format == "JPEG":
+        if draft_size is not None and image.format == "JPEG" and opened._keep:  # not a caller's PIL image
             side = max(draft_size)  # square request: valid whatever the EXIF rotation is
             image.draft(image.mode, (side, side))
         image.load()

@@ -37,7 +37,9 @@ class LatencyStats:
         if a.size == 0:
             raise ValueError("no samples")
         p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(n=int(a.size), min=float(a.min()), p50=float(p50), p90=float(p90), p99=float(p99), mean=float(a.mean()))
+        return cls(
+            n=int(a.size), min=float(a.min()), p50=float(p50), p90=float(p90), p99=float(p99), mean=float(a.mean())
+        )
 
     def to_dict(self) -> dict[str, float]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}

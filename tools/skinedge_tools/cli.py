@@ -25,10 +25,19 @@ def main(verbose: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Dataset root: skin6 layout (train/ val/ test/) or Kaggle layout (Train/ Test/).")
-@click.option("--weights", default="imagenet", show_default=True,
-              help="'imagenet' (Keras download) or a local no-top MobileNetV2 .h5 file.")
+@click.option(
+    "--data",
+    "data_root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Dataset root: skin6 layout (train/ val/ test/) or Kaggle layout (Train/ Test/).",
+)
+@click.option(
+    "--weights",
+    default="imagenet",
+    show_default=True,
+    help="'imagenet' (Keras download) or a local no-top MobileNetV2 .h5 file.",
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--classes", default=None, help="Comma-separated class folders, in output order.")
 @click.option("--alpha", default=1.0, show_default=True, type=float)
@@ -38,20 +47,51 @@ def main(verbose: bool) -> None:
 @click.option("--lrs", default=None, help="Learning rate per stage, e.g. 1e-3,3e-5,1e-5.")
 @click.option("--unfreeze-from", default=None, help="First backbone layer trained in stages 2-3 (default block_13).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--limit-per-class", default=None, type=int, help="Use at most N images per class and split (smoke runs).")
-@click.option("--stages", "only", default=None, help="Run only these stages (comma-separated), resuming from the previous one.")
-@click.option("--strategy", type=click.Choice(["default", "mirrored"]), default="default", show_default=True,
-              help="tf.distribute strategy: 'mirrored' trains on every local GPU.")
+@click.option(
+    "--limit-per-class", default=None, type=int, help="Use at most N images per class and split (smoke runs)."
+)
+@click.option(
+    "--stages", "only", default=None, help="Run only these stages (comma-separated), resuming from the previous one."
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["default", "mirrored"]),
+    default="default",
+    show_default=True,
+    help="tf.distribute strategy: 'mirrored' trains on every local GPU.",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True, help="Preprocessed-array cache.")
-def train(data_root, weights, out_dir, classes, alpha, size, batch_size, epochs, lrs, unfreeze_from, seed,
-          limit_per_class, only, strategy, cache_dir) -> None:
+def train(
+    data_root,
+    weights,
+    out_dir,
+    classes,
+    alpha,
+    size,
+    batch_size,
+    epochs,
+    lrs,
+    unfreeze_from,
+    seed,
+    limit_per_class,
+    only,
+    strategy,
+    cache_dir,
+) -> None:
     """Run the three training stages."""
     import tensorflow as tf
 
     from skinedge_tools.train import TrainConfig, run
 
-    cfg = TrainConfig(data_root=data_root, weights=weights, alpha=alpha, size=size, batch_size=batch_size,
-                      seed=seed, limit_per_class=limit_per_class)
+    cfg = TrainConfig(
+        data_root=data_root,
+        weights=weights,
+        alpha=alpha,
+        size=size,
+        batch_size=batch_size,
+        seed=seed,
+        limit_per_class=limit_per_class,
+    )
     if classes:
         cfg.classes = tuple(c.strip() for c in classes.split(","))
     for attr, text, conv in (("epochs", epochs, int), ("lr", lrs, float)):
@@ -67,6 +107,121 @@ def train(data_root, weights, out_dir, classes, alpha, size, batch_size, epochs,
     strat = tf.distribute.MirroredStrategy() if strategy == "mirrored" else None
     run(cfg, out_dir, cache_dir, strategy=strat, only=only.split(",") if only else None)
     click.echo(f"trained: {out_dir}")
+
+
+@main.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Training run directory (config.json + <stage>/model.weights.h5).",
+)
+@click.option("--stage", default="stage3", show_default=True, help="Which stage's checkpoint to export.")
+@click.option("--out", "out_dir", default="models", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", "data_root", default=None, help="Dataset root (default: the one in the run's config).")
+@click.option("--representative", default=500, show_default=True, type=int, help="Calibration images for int8.")
+@click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
+def rebuild(run_dir, stage, out_dir, data_root, representative, cache_dir) -> None:
+    """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
+    from skinedge_tools.quantize import rebuild as do_rebuild
+
+    report = do_rebuild(Path(run_dir), Path(out_dir), Path(cache_dir), stage, representative, data_root)
+    i8, f32 = report["int8"], report["float32"]
+    click.echo(
+        f"int8    {i8['file']}: {i8['bytes']:,} bytes, test acc {i8['test']['accuracy']:.4f}, "
+        f"macro-F1 {i8['test']['macro_f1']:.4f}, T={i8['temperature']:.3f}, abstain<{i8['abstain_threshold']:.2f}"
+    )
+    click.echo(
+        f"float32 {f32['file']}: {f32['bytes']:,} bytes, test acc {f32['test']['accuracy']:.4f}, "
+        f"macro-F1 {f32['test']['macro_f1']:.4f}"
+    )
+    click.echo(
+        f"agreement int8/float32 on test: {report['agreement_int8_float32_test']:.4f}; "
+        f"size ratio {report['size_ratio_int8_float32']:.3f}"
+    )
+
+
+@main.command()
+@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="A .tflite with metadata.")
+@click.option("--data", "data_root", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(model, data_root, split, as_json) -> None:
+    """Evaluate a .tflite on a dataset split through the skinedge runtime (decoding every photo)."""
+    import json
+
+    import numpy as np
+
+    from skinedge import Classifier, SkinedgeError
+    from skinedge_tools import data as data_mod
+    from skinedge_tools.evaluate import metrics
+
+    with Classifier(model) as clf:
+        s = data_mod.discover(data_root, clf.labels)[split]
+        logits, labels, failed = [], [], 0
+        for rel, y in zip(s.paths, s.labels):
+            try:
+                pixels = clf.preprocess(s.root / rel)[0]
+            except SkinedgeError as exc:
+                failed += 1
+                click.echo(f"error: {exc}", err=True)
+                continue
+            logits.append(clf.raw_output(pixels))
+            labels.append(y)
+        m = metrics(np.asarray(labels), np.asarray(logits), clf.labels, clf.temperature)
+    m["failed"] = failed
+    if as_json:
+        click.echo(json.dumps(m, indent=1))
+        return
+    click.echo(
+        f"{split}: n={m['n']} accuracy {m['accuracy']:.4f} macro-P {m['macro_precision']:.4f} "
+        f"macro-R {m['macro_recall']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f} failed {failed}"
+    )
+
+
+@main.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--models", "models_dir", default="models", show_default=True, type=click.Path(exists=True))
+@click.option("--docs", "docs_dir", default="docs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data", "data_root", default=None, help="Dataset root, for per-source metrics (manifest.csv).")
+@click.option(
+    "--latency-runs",
+    default=200,
+    show_default=True,
+    type=int,
+    help="Interleaved invokes per model for the float-vs-int8 latency row (0: skip).",
+)
+def report(run_dir, models_dir, docs_dir, data_root, latency_runs) -> None:
+    """Write docs/report.md and its figures from a run and its rebuild."""
+    from skinedge_tools.quantize import FLOAT_NAME, INT8_NAME
+    from skinedge_tools.report import build
+
+    latency = None
+    if latency_runs:
+        latency = _latency(Path(models_dir) / FLOAT_NAME, Path(models_dir) / INT8_NAME, latency_runs)
+    out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency)
+    click.echo(f"wrote {out}")
+
+
+def _latency(float_path: Path, int8_path: Path, runs: int) -> dict:
+    import numpy as np
+
+    from skinedge import Classifier
+    from skinedge.backend import usable_cpus
+    from skinedge.profiling import LatencyStats, cpu_description, interleaved
+
+    threads = usable_cpus()
+    with Classifier(float_path, num_threads=threads) as f32, Classifier(int8_path, num_threads=threads) as i8:
+        x = np.full((f32.spec.height, f32.spec.width, 3), 128, np.uint8)
+        samples = interleaved({"f": lambda: f32.invoke(x), "i": lambda: i8.invoke(x)}, runs, warmup=20)
+    return {
+        "threads": threads,
+        "runs": runs,
+        "cpu": cpu_description(),
+        "float32_p50_ms": LatencyStats.of(samples["f"]).p50,
+        "int8_p50_ms": LatencyStats.of(samples["i"]).p50,
+    }
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from scipy.special import log_softmax, softmax
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
 
 
-def metrics(y_true: np.ndarray, logits: np.ndarray, labels: tuple[str, ...], temperature: float = 1.0) -> dict[str, Any]:
+def metrics(
+    y_true: np.ndarray, logits: np.ndarray, labels: tuple[str, ...], temperature: float = 1.0
+) -> dict[str, Any]:
     """Accuracy, macro P/R/F1, per-class report, confusion matrix, NLL and ECE of ``logits``."""
     y_pred = logits.argmax(1)
     k = len(labels)
@@ -60,8 +62,13 @@ def coverage_curve(probs: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
     out = []
     for t in np.round(np.arange(0.0, 1.0, 0.05), 2):
         keep = conf >= t
-        out.append({"threshold": float(t), "coverage": float(keep.mean()),
-                    "accuracy": float(correct[keep].mean()) if keep.any() else float("nan")})
+        out.append(
+            {
+                "threshold": float(t),
+                "coverage": float(keep.mean()),
+                "accuracy": float(correct[keep].mean()) if keep.any() else float("nan"),
+            }
+        )
     return out
 
 

@@ -55,8 +55,8 @@ def set_trainable_from(model: keras.Model, first_layer: str | None) -> int:
     """
     backbone = backbone_of(model)
     names = [layer.name for layer in backbone.layers]
-    start = len(names) if first_layer is None else next(
-        (i for i, n in enumerate(names) if n.startswith(first_layer)), None
+    start = (
+        len(names) if first_layer is None else next((i for i, n in enumerate(names) if n.startswith(first_layer)), None)
     )
     if start is None:
         raise ValueError(f"no backbone layer starts with {first_layer!r}")

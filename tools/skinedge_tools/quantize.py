@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from skinedge.backend import create_interpreter
 from skinedge.classifier import Classifier
 from skinedge.metadata import ModelMetadata, pack
 from skinedge.selftest import encode_vectors
@@ -58,7 +59,9 @@ def synthetic_vectors(size: int, n: int = 2) -> list[np.ndarray]:
         r = 128 + 100 * np.sin(xx / (9.0 + 4 * i)) * np.cos(yy / (13.0 + 3 * i))
         g = 110 + 80 * np.cos((xx + 2 * yy) / (17.0 + 5 * i))
         b = 100 + 90 * np.sin((3 * xx - yy) / (23.0 + 7 * i))
-        out.append(np.clip(np.stack([r, g, b], axis=2), 0, 255).astype(np.uint8))
+        img = np.clip(np.stack([r, g, b], axis=2), 0, 255)
+        # Coarse levels keep the PNGs small (the int8 file's size budget) while still driving every channel.
+        out.append((np.round(img / 17.0) * 17).astype(np.uint8))
     return out
 
 
@@ -67,17 +70,23 @@ def _runtime_outputs(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
         return np.stack([clf.raw_output(img) for img in x])
 
 
-def rebuild(run_dir: Path, out_dir: Path, cache_dir: Path | None, stage: str = "stage3", n_representative: int = 500,
-            data_root: str | None = None) -> dict[str, Any]:
+def rebuild(
+    run_dir: Path,
+    out_dir: Path,
+    cache_dir: Path | None,
+    stage: str = "stage3",
+    n_representative: int = 500,
+    data_root: str | None = None,
+) -> dict[str, Any]:
     """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``."""
-    from skinedge_tools.train import load_trained
+    from skinedge_tools.train import discover_splits, load_trained
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, cfg = load_trained(run_dir, stage)
     if data_root:
         cfg.data_root = data_root
     spec = cfg.spec()
-    splits = data_mod.discover(cfg.data_root, cfg.classes, seed=cfg.seed)
+    splits = discover_splits(cfg)
     arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in splits.items()}
     (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
     rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
@@ -87,13 +96,17 @@ def rebuild(run_dir: Path, out_dir: Path, cache_dir: Path | None, stage: str = "
     report: dict[str, Any] = {"provenance": provenance}
     artifacts = {"int8": (INT8_NAME, to_tflite(model, rep)), "float32": (FLOAT_NAME, to_tflite(model))}
     for kind, (name, flat) in artifacts.items():
-        interp = tf.lite.Interpreter(model_content=flat)
+        interp, _ = create_interpreter(flat, num_threads=1)
         inp = interp.get_input_details()[0]
         if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
             raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
         md = ModelMetadata(
-            labels=tuple(cfg.classes), preprocess=spec, output_kind="logits", temperature=1.0,
-            input_shape=tuple(int(v) for v in inp["shape"]), input_dtype=np.dtype(inp["dtype"]).name,
+            labels=tuple(cfg.classes),
+            preprocess=spec,
+            output_kind="logits",
+            temperature=1.0,
+            input_shape=tuple(int(v) for v in inp["shape"]),
+            input_dtype=np.dtype(inp["dtype"]).name,
             num_outputs=len(cfg.classes),
         )
         path = out_dir / name
@@ -105,8 +118,10 @@ def rebuild(run_dir: Path, out_dir: Path, cache_dir: Path | None, stage: str = "
         m_test = ev.metrics(stst.labels, test_logits, tuple(cfg.classes), temperature)
         m_val = ev.metrics(sval.labels, val_logits, tuple(cfg.classes), temperature)
         summary = {
-            "test_accuracy": round(m_test["accuracy"], 4), "test_macro_f1": round(m_test["macro_f1"], 4),
-            "val_accuracy": round(m_val["accuracy"], 4), "val_macro_f1": round(m_val["macro_f1"], 4),
+            "test_accuracy": round(m_test["accuracy"], 4),
+            "test_macro_f1": round(m_test["macro_f1"], 4),
+            "val_accuracy": round(m_val["accuracy"], 4),
+            "val_macro_f1": round(m_val["macro_f1"], 4),
             "test_ece_uncalibrated": round(ev.ece(_softmax(test_logits), stst.labels), 4),
             "test_ece_calibrated": round(m_test["ece"], 4),
             "test_n": int(len(stst.labels)),
@@ -117,20 +132,31 @@ def rebuild(run_dir: Path, out_dir: Path, cache_dir: Path | None, stage: str = "
             raw = _raw_int8_outputs(flat, vectors)
             files = encode_vectors(vectors, raw, float(interp.get_output_details()[0]["quantization"][0]))
         final = ModelMetadata(
-            **{**md.__dict__, "temperature": round(temperature, 6), "abstain_threshold": abstain,
-               "name": f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}",
-               "description": "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, "
-                              "Vitiligo, Unknown_Normal). Research use; scores are not a medical diagnosis.",
-               "provenance": provenance, "metrics": summary},
+            **{
+                **md.__dict__,
+                "temperature": round(temperature, 6),
+                "abstain_threshold": abstain,
+                "name": f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}",
+                "description": "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, "
+                "Vitiligo, Unknown_Normal). Research use; scores are not a medical diagnosis.",
+                "provenance": provenance,
+                "metrics": summary,
+            },
         )
         blob = pack(flat, final, files)
         path.write_bytes(blob)
         (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
         report[kind] = {
-            "file": name, "bytes": len(blob), "flatbuffer_sha256": hashlib.sha256(flat).hexdigest(),
-            "temperature": temperature, "abstain_threshold": abstain, "test": m_test, "val": m_val,
+            "file": name,
+            "bytes": len(blob),
+            "flatbuffer_sha256": hashlib.sha256(flat).hexdigest(),
+            "temperature": temperature,
+            "abstain_threshold": abstain,
+            "test": m_test,
+            "val": m_val,
             "coverage_test": ev.coverage_curve(_softmax(test_logits / temperature), stst.labels),
-            "test_pred": test_logits.argmax(1).tolist(), "val_pred": val_logits.argmax(1).tolist(),
+            "test_pred": test_logits.argmax(1).tolist(),
+            "val_pred": val_logits.argmax(1).tolist(),
             "test_ece_uncalibrated": summary["test_ece_uncalibrated"],
             "val_ece_uncalibrated": ev.ece(_softmax(val_logits), sval.labels),
             "val_ece_calibrated": ev.ece(val_probs, sval.labels),
@@ -153,8 +179,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _raw_int8_outputs(flat: bytes, vectors: list[np.ndarray]) -> list[np.ndarray]:
     """Raw int8 outputs of the LiteRT/XNNPACK runtime on the self-test vectors."""
-    from skinedge.backend import create_interpreter
-
     interp, _ = create_interpreter(flat, num_threads=1)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     raw = []

@@ -46,10 +46,24 @@ def paper_stages() -> list[StageConfig]:
     """The three stages with this project's tuned values (see docs/method.md for the why)."""
     return [
         StageConfig("stage1", epochs=12, lr=1e-3),
-        StageConfig("stage2", epochs=10, lr=3e-5, unfreeze_from="block_13", augment=True,
-                    schedule="cosine", keep_best="val_macro_f1"),
-        StageConfig("stage3", epochs=8, lr=1e-5, unfreeze_from="block_13", augment=True, class_weights=True,
-                    early_stop_patience=3),
+        StageConfig(
+            "stage2",
+            epochs=10,
+            lr=3e-5,
+            unfreeze_from="block_13",
+            augment=True,
+            schedule="cosine",
+            keep_best="val_macro_f1",
+        ),
+        StageConfig(
+            "stage3",
+            epochs=8,
+            lr=1e-5,
+            unfreeze_from="block_13",
+            augment=True,
+            class_weights=True,
+            early_stop_patience=3,
+        ),
     ]
 
 
@@ -176,13 +190,25 @@ def _train_head_on_features(model, cfg, stage, xs, ys_oh, xv, yv_oh) -> dict:
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
         metrics=_metrics(),
     )
-    hist = head.fit(ftr, ys_oh, batch_size=cfg.batch_size, epochs=stage.epochs, validation_data=(fva, yv_oh),
-                    shuffle=True, verbose=2)
+    hist = head.fit(
+        ftr,
+        ys_oh,
+        batch_size=cfg.batch_size,
+        epochs=stage.epochs,
+        validation_data=(fva, yv_oh),
+        shuffle=True,
+        verbose=2,
+    )
     return hist.history
 
 
-def run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | Path | None, strategy: tf.distribute.Strategy | None = None,
-        only: list[str] | None = None) -> Path:
+def run(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    cache_dir: str | Path | None,
+    strategy: tf.distribute.Strategy | None = None,
+    only: list[str] | None = None,
+) -> Path:
     """Train every stage of ``cfg`` (or those in ``only``, resuming from the previous checkpoint)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,9 +217,7 @@ def run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | Path | None, str
     (out / "config.json").write_text(cfg.to_json())
     keras.utils.set_random_seed(cfg.seed)
     strategy = strategy or tf.distribute.get_strategy()
-    splits = data_mod.discover(cfg.data_root, cfg.classes, seed=cfg.seed)
-    if cfg.limit_per_class:
-        splits = {k: _limit(v, cfg.limit_per_class, len(cfg.classes)) for k, v in splits.items()}
+    splits = discover_splits(cfg)
     spec = cfg.spec()
     arrays = {}
     for name, split in splits.items():
@@ -203,7 +227,7 @@ def run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | Path | None, str
         log.info("%s: %d images (%.1fs)", name, len(x), time.time() - t)
         (out / f"{name}_files.txt").write_text("\n".join(kept.paths) + "\n")
     k = len(cfg.classes)
-    (xs, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
+    (xs, strn), (xv, sval), (xt, _) = arrays["train"], arrays["val"], arrays["test"]
     ys, yv = _one_hot(strn.labels, k), _one_hot(sval.labels, k)
     with strategy.scope():
         model = build_model(k, alpha=cfg.alpha, size=cfg.size, weights=cfg.weights, dropout=cfg.dropout)
@@ -226,7 +250,9 @@ def run(cfg: TrainConfig, out_dir: str | Path, cache_dir: str | Path | None, str
         model.save_weights(sdir / "model.weights.h5")
         _write_history(sdir / "history.csv", history)
         for name, x in (("val", xv), ("test", xt)):
-            logits = model.predict(_dataset(x, np.zeros(len(x)), cfg.batch_size, False, 0).map(lambda a, b: a), verbose=0)
+            logits = model.predict(
+                _dataset(x, np.zeros(len(x)), cfg.batch_size, False, 0).map(lambda a, b: a), verbose=0
+            )
             np.save(sdir / f"logits_{name}.npy", logits.astype(np.float32))
         (sdir / "stage.json").write_text(json.dumps({**asdict(stage), "seconds": round(time.time() - t0, 1)}, indent=2))
         log.info("== %s done in %.0fs", stage.name, time.time() - t0)
@@ -247,15 +273,21 @@ def _fit_stage(model, cfg, stage, strategy, xs, ys_int, ys, xv, yv) -> dict:
     aug = augmenter(cfg.rotation, cfg.zoom, seed=cfg.seed) if stage.augment else None
     callbacks = []
     if stage.early_stop_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=stage.early_stop_patience,
-                                                       restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=stage.early_stop_patience, restore_best_weights=True
+            )
+        )
     if stage.keep_best:
         callbacks.append(_KeepBest(stage.keep_best))
     cw = data_mod.class_weights(ys_int, ys.shape[1]) if stage.class_weights else None
     hist = model.fit(
         _dataset(xs, ys, cfg.batch_size, True, cfg.seed, aug),
         validation_data=_dataset(xv, yv, cfg.batch_size, False, 0),
-        epochs=stage.epochs, class_weight=cw, callbacks=callbacks, verbose=2,
+        epochs=stage.epochs,
+        class_weight=cw,
+        callbacks=callbacks,
+        verbose=2,
     )
     return hist.history
 
@@ -268,6 +300,14 @@ def _git_commit(repo: Path) -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def discover_splits(cfg: TrainConfig) -> dict[str, data_mod.Split]:
+    """The run's splits (subsampled per class when ``limit_per_class`` is set)."""
+    splits = data_mod.discover(cfg.data_root, cfg.classes, seed=cfg.seed)
+    if cfg.limit_per_class:
+        splits = {k: _limit(v, cfg.limit_per_class, len(cfg.classes)) for k, v in splits.items()}
+    return splits
 
 
 def _limit(split: data_mod.Split, n: int, k: int) -> data_mod.Split:

@@ -1,0 +1,469 @@
+"""The five benchmark suites as functions returning JSON-ready dicts (used by ``run_all.py`` and the
+pytest-benchmark files). Medians everywhere; contenders alternate in rounds so drift hits all alike.
+
+In-process contenders (skinedge and the plain LiteRT script) run in this process; the others run in
+``worker.py`` subprocesses in their own venvs, one process per round.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+import contenders  # noqa: E402
+
+
+def med(values: list[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=np.float64))) if len(values) else float("nan")
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples, dtype=np.float64)
+    p10, p50, p90, p99 = np.percentile(a, [10, 50, 90, 99])
+    return {"n": int(a.size), "min": round(float(a.min()), 4), "p10": round(float(p10), 4),
+            "median": round(float(p50), 4),
+            "p90": round(float(p90), 4), "p99": round(float(p99), 4), "mean": round(float(a.mean()), 4)}
+
+
+def float_norm(float_model: Path | None) -> tuple[float, float]:
+    """mean/std the float model's metadata asks for (127.5/127.5 without metadata)."""
+    if float_model is None:
+        return (127.5, 127.5)
+    from skinedge import Classifier
+
+    with Classifier(float_model, num_threads=1, verify=False) as clf:
+        md = clf.metadata
+        return (md.input_mean, md.input_std) if md else (127.5, 127.5)
+
+
+def skinedge_bin() -> str:
+    cand = Path(sys.executable).parent / "skinedge"
+    return str(cand) if cand.exists() else "skinedge"
+
+
+# -- 1. SDK overhead ---------------------------------------------------------------------------
+
+
+def suite_invoke(model: Path, photo: Path, threads_list: list[int], runs: int = 600, warmup: int = 30) -> dict:
+    """Classifier.invoke vs the bare interpreter, interleaved (same method as ``skinedge bench``).
+
+    Three timings per round: ``Classifier.invoke(pixels)`` (quantize, set_tensor, invoke, get_tensor,
+    dequantize, softmax); ``invoke()`` of the very interpreter the Classifier drives (what
+    ``skinedge bench`` calls bare); and a separate LiteRT interpreter doing set_tensor + invoke +
+    get_tensor, the minimum a user script must do.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    from skinedge import Classifier
+    from skinedge.profiling import interleaved
+
+    out: dict[str, Any] = {"model": str(model), "runs": runs, "warmup": warmup, "by_threads": {}}
+    for t in threads_list:
+        clf = Classifier(model, num_threads=t)
+        pixels, _, _ = clf.preprocess(photo)
+        bare = Interpreter(model_path=str(model), num_threads=t)
+        bare.allocate_tensors()
+        i_in, i_out = bare.get_input_details()[0], bare.get_output_details()[0]
+        x = contenders.to_input(pixels, i_in["dtype"])
+        same = clf._interpreter  # the interpreter the Classifier drives, as skinedge bench times it
+
+        def bare_full(bare=bare, x=x, i_in=i_in, i_out=i_out) -> None:
+            bare.set_tensor(i_in["index"], x)
+            bare.invoke()
+            bare.get_tensor(i_out["index"])
+
+        bare.set_tensor(i_in["index"], x)
+        samples = interleaved({"classifier_invoke": lambda clf=clf, p=pixels: clf.invoke(p),
+                               "same_interpreter_invoke": same.invoke,
+                               "bare_litert_set_invoke_get": bare_full}, runs, warmup)
+        s = {k: stats(v) for k, v in samples.items()}
+        m = {k: v["median"] for k, v in s.items()}
+        out["by_threads"][str(t)] = {
+            "stats_ms": s,
+            "overhead_vs_same_interpreter": round(m["classifier_invoke"] / m["same_interpreter_invoke"], 4),
+            "overhead_vs_bare_set_invoke_get": round(m["classifier_invoke"] / m["bare_litert_set_invoke_get"], 4),
+            "samples_ms": {k: [round(v, 4) for v in vs] for k, vs in samples.items()},
+            "delegate": clf.delegate.describe(),
+        }
+        clf.close()
+    return out
+
+
+def skinedge_bench_ratio(model: Path, threads: int) -> dict:
+    """What ``skinedge bench`` reports on the same model (its ratio must agree with suite 1)."""
+    from skinedge.bench import run_bench
+
+    r = run_bench(model, threads=threads, runs=300, warmup=30)
+    return {"threads": threads, "sdk_overhead_ratio": r["sdk_overhead_ratio"], "invoke_p50_ms": r["invoke_ms"]["p50"],
+            "bare_p50_ms": r["bare_interpreter_invoke_ms"]["p50"]}
+
+
+# -- 2. photo to label -------------------------------------------------------------------------
+
+
+def e2e_contenders(int8: Path, float_model: Path | None) -> list[dict]:
+    """Who runs the photo-to-label race, with which python and model file."""
+    here = common.PY
+    norm = float_norm(float_model)
+    out = [
+        {"name": "skinedge", "pipeline": "skinedge", "model": int8, "python": None},
+        {"name": "naive PIL + LiteRT", "pipeline": "naive-litert", "model": int8, "python": None},
+        {"name": "tensorflow (tf.io + tf.lite)", "pipeline": "tensorflow", "model": int8, "python": here},
+    ]
+    onnx_py = common.venv_python("onnx")
+    if onnx_py:
+        q = common.onnx_model(int8)
+        if q:
+            out.append({"name": "onnxruntime int8 QDQ", "pipeline": "onnxruntime", "model": q, "python": onnx_py})
+        if float_model is not None:
+            f = common.onnx_model(float_model)
+            if f:
+                out.append({"name": "onnxruntime float32", "pipeline": "onnxruntime", "model": f, "python": onnx_py,
+                            "norm": norm})
+    mp_py = common.venv_python("mp")
+    if mp_py:
+        out.append({"name": "mediapipe ImageClassifier", "pipeline": "mediapipe", "model": int8, "python": mp_py})
+    return out
+
+
+def suite_e2e(int8: Path, float_model: Path | None, photos: dict[str, Path], threads_list: list[int],
+              runs: int = 21, rounds: int = 3) -> dict:
+    """Photo file to top-1 label: total and split per contender, image size and thread count."""
+    cands = e2e_contenders(int8, float_model)
+    names = {str(p): k for k, p in photos.items()}
+    per_round = max(1, runs // rounds)
+    raw: dict[str, dict[str, dict[str, list[dict]]]] = {}
+    errors: dict[str, str] = {}
+    versions: dict[str, str] = {}
+    for t in threads_list:
+        local = {}
+        for c in cands:
+            if c["python"] is None:
+                try:
+                    local[c["name"]] = contenders.make_pipeline(c["pipeline"], c["model"], t)
+                    versions[c["name"]] = local[c["name"]].version
+                except Exception as exc:  # noqa: BLE001 - reported, not fatal
+                    errors[c["name"]] = repr(exc)
+        for r in range(rounds):
+            for c in cands:
+                if c["name"] in errors:
+                    continue
+                dest = raw.setdefault(c["name"], {}).setdefault(str(t), {})
+                if c["python"] is None:
+                    pipe = local[c["name"]]
+                    for path in photos.values():
+                        for _ in range(2 if r == 0 else 1):
+                            pipe.label(path)
+                        for _ in range(per_round):
+                            t0 = time.perf_counter()
+                            top1, split = pipe.label(path)
+                            dest.setdefault(names[str(path)], []).append(
+                                {"total": (time.perf_counter() - t0) * 1000, **split, "top1": top1})
+                else:
+                    args = ["e2e", "--pipeline", c["pipeline"], "--model", str(c["model"]), "--threads", str(t),
+                            "--runs", str(per_round), "--warmup", "2", "--images", ",".join(map(str, photos.values()))]
+                    if c.get("norm"):
+                        args += ["--norm", ",".join(map(str, c["norm"]))]
+                    try:
+                        res = common.run_worker(c["python"], args)
+                    except Exception as exc:  # noqa: BLE001
+                        errors[c["name"]] = str(exc)[-1500:]
+                        continue
+                    versions[c["name"]] = res["version"]
+                    for path, rows in res["per_image"].items():
+                        dest.setdefault(names[path], []).extend(rows)
+    summary: dict[str, Any] = {}
+    for name, by_t in raw.items():
+        for t, by_img in by_t.items():
+            for img, rows in by_img.items():
+                summary.setdefault(name, {}).setdefault(t, {})[img] = {
+                    "n": len(rows),
+                    **{k: round(med([row[k] for row in rows]), 3) for k in ("total", "decode", "preprocess", "invoke")},
+                    "top1": Counter(row["top1"] for row in rows).most_common(1)[0][0],
+                }
+    ratios: dict[str, Any] = {}
+    base = summary.get("skinedge", {})
+    for name, by_t in summary.items():
+        for t, by_img in by_t.items():
+            for img, s in by_img.items():
+                if t in base and img in base[t]:
+                    ratios.setdefault(name, {}).setdefault(t, {})[img] = round(s["total"] / base[t][img]["total"], 3)
+    return {"contenders": [{k: str(v) if isinstance(v, Path) else v for k, v in c.items() if k != "python"}
+                           | {"python": str(c["python"] or sys.executable)} for c in cands],
+            "versions": versions, "photos": {k: str(v) for k, v in photos.items()}, "runs": per_round * rounds,
+            "rounds": rounds, "median_ms": summary, "ratio_to_skinedge": ratios, "errors": errors,
+            "samples_total_ms": {n: {t: {i: [round(r["total"], 3) for r in rows] for i, rows in bi.items()}
+                                     for t, bi in bt.items()} for n, bt in raw.items()}}
+
+
+# -- 3. backends and formats -------------------------------------------------------------------
+
+
+def backend_matrix(int8: Path, float_model: Path | None) -> list[dict]:
+    here, tflrt, onnx = common.PY, common.venv_python("tflrt"), common.venv_python("onnx")
+    norm = float_norm(float_model)
+    rows = []
+    models = [("int8", int8, None)] + ([("float32", float_model, norm)] if float_model else [])
+    for fmt, model, nrm in models:
+        rows.append({"format": fmt, "engine": "skinedge", "label": "skinedge Classifier.invoke (LiteRT, XNNPACK)",
+                     "python": here, "model": model, "norm": nrm})
+        rows.append({"format": fmt, "engine": "litert", "label": "LiteRT 2.x, XNNPACK on", "python": here,
+                     "model": model, "norm": nrm})
+        rows.append({"format": fmt, "engine": "litert-noxnn", "label": "LiteRT 2.x, XNNPACK off", "python": here,
+                     "model": model, "norm": nrm})
+        rows.append({"format": fmt, "engine": "tensorflow", "label": "tf.lite (TensorFlow)", "python": here,
+                     "model": model, "norm": nrm})
+        if tflrt:
+            rows.append({"format": fmt, "engine": "tflite_runtime", "label": "tflite-runtime 2.14 (default delegate)",
+                         "python": tflrt, "model": model, "norm": nrm})
+            rows.append({"format": fmt, "engine": "tflite_runtime-noxnn", "label": "tflite-runtime 2.14, XNNPACK off",
+                         "python": tflrt, "model": model, "norm": nrm})
+        if onnx:
+            om = common.onnx_model(model)
+            if om:
+                rows.append({"format": fmt, "engine": "onnxruntime",
+                             "label": "ONNX Runtime (tf2onnx, " + ("QDQ)" if fmt == "int8" else "float)"),
+                             "python": onnx, "model": om, "norm": nrm})
+    return rows
+
+
+def suite_backends(int8: Path, float_model: Path | None, photo: Path, threads_list: list[int],
+                   runs: int = 150, rounds: int = 3, budget_s: float = 8.0) -> dict:
+    """Invoke latency per engine and format, each in a fresh worker process per round."""
+    matrix = backend_matrix(int8, float_model)
+    per_round = max(5, runs // rounds)
+    samples: dict[str, dict[str, list[float]]] = {}
+    info: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        for t in threads_list:
+            for row in matrix:
+                key = f"{row['format']}|{row['engine']}"
+                if key in errors:
+                    continue
+                prev = samples.get(key, {}).get(str(t))
+                n = per_round
+                if prev:  # slow engines (reference kernels): cap each round at budget_s
+                    n = max(5, min(per_round, int(budget_s * 1000 / max(med(prev), 1e-3))))
+                args = ["invoke", "--engine", row["engine"], "--model", str(row["model"]), "--threads", str(t),
+                        "--runs", str(n), "--warmup", "5" if r else "10", "--image", str(photo)]
+                if row["norm"]:
+                    args += ["--norm", ",".join(map(str, row["norm"]))]
+                try:
+                    res = common.run_worker(row["python"], args)
+                except Exception as exc:  # noqa: BLE001
+                    errors[key] = str(exc)[-1500:]
+                    continue
+                samples.setdefault(key, {}).setdefault(str(t), []).extend(res["samples_ms"])
+                info[key] = {"format": row["format"], "engine": row["engine"], "label": row["label"],
+                             "version": res["version"], "delegated": res["delegated"], "numpy": res["numpy"],
+                             "model": str(row["model"]), "top1": res["top1"]}
+    table = {}
+    for key, by_t in samples.items():
+        table[key] = {**info[key], "by_threads": {t: stats(v) for t, v in by_t.items()}}
+    ratios = {}
+    for t in map(str, threads_list):
+        ref = table.get("int8|litert", {}).get("by_threads", {}).get(t, {}).get("median")
+        if ref:
+            ratios[t] = {k: round(v["by_threads"][t]["median"] / ref, 3)
+                         for k, v in table.items() if t in v["by_threads"]}
+    return {"engines": table, "ratio_to_int8_litert_xnnpack": ratios, "errors": errors,
+            "samples_ms": {k: {t: [round(x, 4) for x in v] for t, v in bt.items()} for k, bt in samples.items()}}
+
+
+# -- 4. batch ----------------------------------------------------------------------------------
+
+
+def suite_batch(model: Path, folder: Path, threads_list: list[int], rounds: int = 3, use_bundled: bool = False) -> dict:
+    """500 mixed photos: classify_many, a sequential classify loop and ``skinedge predict`` vs the bound."""
+    from skinedge import Classifier
+
+    paths = sorted(str(p) for p in folder.iterdir() if not p.name.startswith("."))
+    n = len(paths)
+    out: dict[str, Any] = {"folder": str(folder), "images": n, "by_threads": {}}
+    for t in threads_list:
+        clf = Classifier(model, num_threads=t)
+        # The two stages alone, sequentially: decode+resize of every image, and n invokes.
+        for p in paths[:10]:
+            clf.preprocess(p)
+        res: dict[str, list[float]] = {"decode_s": [], "invoke_s": [], "classify_many_s": [], "sequential_s": [],
+                                       "cli_s": []}
+        errors = 0
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            pix = [clf.preprocess(p)[0] for p in paths]
+            res["decode_s"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for x in pix:
+                clf.invoke(x)
+            res["invoke_s"].append(time.perf_counter() - t0)
+            del pix
+            t0 = time.perf_counter()
+            outcomes = clf.classify_many(paths)
+            res["classify_many_s"].append(time.perf_counter() - t0)
+            errors = sum(1 for o in outcomes if isinstance(o, Exception))
+            t0 = time.perf_counter()
+            for p in paths:
+                clf.classify(p)
+            res["sequential_s"].append(time.perf_counter() - t0)
+            cmd = [skinedge_bin(), "predict", "--json", "--threads", str(t), str(folder)]
+            if not use_bundled:
+                cmd[2:2] = ["--model", str(model)]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            res["cli_s"].append(time.perf_counter() - t0)
+            cli_lines = sum(1 for line in proc.stdout.splitlines() if line.startswith("{"))
+        clf.close()
+        m = {k: med(v) for k, v in res.items()}
+        bound_s = max(m["decode_s"], m["invoke_s"])
+        ips = {k.replace("_s", ""): round(n / v, 2) for k, v in m.items()}
+        out["by_threads"][str(t)] = {
+            "median_seconds": {k: round(v, 3) for k, v in m.items()},
+            "images_per_s": ips,
+            "decode_ms_per_image": round(m["decode_s"] / n * 1000, 3),
+            "invoke_ms_per_image": round(m["invoke_s"] / n * 1000, 3),
+            "bound_images_per_s": round(n / bound_s, 2),
+            "bound_is": "decode" if m["decode_s"] >= m["invoke_s"] else "invoke",
+            "serial_images_per_s": round(n / (m["decode_s"] + m["invoke_s"]), 2),
+            "classify_many_fraction_of_bound": round(bound_s / m["classify_many_s"], 3),
+            "cli_fraction_of_bound": round(bound_s / m["cli_s"], 3),
+            "classify_many_speedup_vs_sequential": round(m["sequential_s"] / m["classify_many_s"], 3),
+            "errors": errors, "cli_json_lines": cli_lines, "cli_exit": proc.returncode,
+            "raw_seconds": {k: [round(x, 3) for x in v] for k, v in res.items()},
+        }
+    return out
+
+
+# -- 5. cold start and memory ------------------------------------------------------------------
+
+
+def _child(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
+    """Wall seconds, peak RSS bytes (getrusage of the child), exit status, stderr."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss * 1024, proc.returncode, err
+
+
+def suite_cold(model: Path, photo: Path, runs: int = 15, use_bundled: bool = False, rss_n: int = 10_000,
+               threads: int | None = None) -> dict:
+    """Fresh-process ``skinedge predict one.jpg``: wall and peak RSS; import breakdown; RSS over many runs."""
+    sk = skinedge_bin()
+    cmd = [sk, "predict", str(photo)] if use_bundled else [sk, "predict", "--model", str(model), str(photo)]
+    py = sys.executable
+    naive = (f"import numpy as np; from PIL import Image; from ai_edge_litert.interpreter import Interpreter; "
+             f"it = Interpreter(model_path={str(model)!r}); it.allocate_tensors(); "
+             f"x = np.asarray(Image.open({str(photo)!r}).convert('RGB').resize((224, 224)), np.uint8)[None]; "
+             f"it.set_tensor(it.get_input_details()[0]['index'], x); it.invoke(); "
+             f"print(int(np.argmax(it.get_tensor(it.get_output_details()[0]['index']))))")
+    variants = {"skinedge predict": cmd, "python -c pass": [py, "-c", "pass"],
+                "naive LiteRT script": [py, "-c", naive],
+                "python -c 'import tensorflow'": [py, "-c", "import tensorflow"]}
+    for c in variants.values():  # page cache warm: we measure a warm start of a fresh process
+        _child(c)
+    walls: dict[str, list[float]] = {k: [] for k in variants}
+    rss: dict[str, list[int]] = {k: [] for k in variants}
+    rc = 0
+    for i in range(runs):
+        for k, c in variants.items():
+            if k.endswith("tensorflow'") and i >= 5:
+                continue
+            w, m, code, err = _child(c)
+            walls[k].append(w)
+            rss[k].append(m)
+            if k == "skinedge predict":
+                rc = rc or code
+    time_v = None
+    if Path("/usr/bin/time").exists():
+        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+        mm = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+        ww = re.search(r"Elapsed \(wall clock\) time.*: (.+)", proc.stderr)
+        time_v = {"max_rss_kb": int(mm.group(1)) if mm else None, "wall": ww.group(1).strip() if ww else None}
+    # import breakdown of the same command
+    proc = subprocess.run([py, "-X", "importtime", sk, *cmd[1:]], capture_output=True, text=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        mt = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if mt:
+            rows.append((int(mt.group(1)), int(mt.group(2)), len(mt.group(3)) // 2, mt.group(4)))
+    modules = {r[3] for r in rows}
+    top_level: dict[str, int] = {}
+    for _self_us, cum_us, depth, name in rows:
+        if depth == 0:
+            root = name.split(".")[0]
+            top_level[root] = top_level.get(root, 0) + cum_us
+    import_total_ms = sum(cum for _, cum, depth, _ in rows if depth == 0) / 1000
+    forbidden = sorted(m for m in modules if m.split(".")[0] in ("tensorflow", "cv2", "keras", "torch", "jax"))
+    # RSS growth over many classifications (a fresh process)
+    rss_res = None
+    if rss_n:
+        rss_res = common.run_worker(py, ["rss", "--model", str(model), "--image", str(photo), "--n", str(rss_n),
+                                         "--warmup", "100", "--threads", str(threads or common.usable_cpus())],
+                                    timeout=3600)
+    return {
+        "command": " ".join(cmd),
+        "runs": runs,
+        "exit_status": rc,
+        "wall_s": {k: {"median": round(med(v), 4), "min": round(min(v), 4), "n": len(v)} for k, v in walls.items()},
+        "peak_rss_mb": {k: {"median": round(med(v) / 2**20, 2), "max": round(max(v) / 2**20, 2)}
+                        for k, v in rss.items()},
+        "usr_bin_time_v": time_v,
+        "importtime": {"total_ms": round(import_total_ms, 1), "modules": len(modules),
+                       "top_level_ms": dict(sorted(((k, round(v / 1000, 1)) for k, v in top_level.items()),
+                                                   key=lambda kv: -kv[1])[:15]),
+                       "forbidden_imported": forbidden},
+        "rss_growth": rss_res,
+    }
+
+
+def summarize_targets(res: dict) -> dict:
+    """The issue's targets, met or not, from the suite results present in ``res``."""
+    out: dict[str, Any] = {}
+    allt = str(common.usable_cpus())
+    if "invoke" in res:
+        for t, v in res["invoke"]["by_threads"].items():
+            out[f"sdk_overhead_t{t}"] = {"value": v["overhead_vs_same_interpreter"], "target": "<= 1.05",
+                                         "met": v["overhead_vs_same_interpreter"] <= 1.05}
+    if "e2e" in res:
+        r = res["e2e"]["ratio_to_skinedge"].get("naive PIL + LiteRT", {})
+        for t, by_img in r.items():
+            if "4000x3000" in by_img:
+                out[f"12mp_speedup_vs_naive_t{t}"] = {"value": by_img["4000x3000"], "target": ">= 3",
+                                                     "met": by_img["4000x3000"] >= 3}
+    if "batch" in res:
+        for t, v in res["batch"]["by_threads"].items():
+            out[f"batch_classify_many_t{t}"] = {"value": v["classify_many_fraction_of_bound"], "target": ">= 0.8",
+                                                "met": v["classify_many_fraction_of_bound"] >= 0.8}
+            out[f"batch_cli_t{t}"] = {"value": v["cli_fraction_of_bound"], "target": ">= 0.8",
+                                      "met": v["cli_fraction_of_bound"] >= 0.8}
+    if "cold" in res:
+        c = res["cold"]
+        w = c["wall_s"]["skinedge predict"]["median"]
+        m = c["peak_rss_mb"]["skinedge predict"]["median"]
+        out["cold_start_wall_s"] = {"value": w, "target": "<= 0.30", "met": w <= 0.30}
+        out["cold_start_peak_rss_mb"] = {"value": m, "target": "<= 64", "met": m <= 64}
+        out["no_tensorflow_or_cv2_import"] = {"value": c["importtime"]["forbidden_imported"], "target": "[]",
+                                              "met": not c["importtime"]["forbidden_imported"]}
+        if c.get("rss_growth"):
+            g = c["rss_growth"]["growth_bytes"] / 2**20
+            out["rss_growth_mb_10k"] = {"value": round(g, 3), "target": "< 2", "met": g < 2}
+    out["_all_cores"] = allt
+    return out
+
+
+__all__ = ["suite_invoke", "suite_e2e", "suite_backends", "suite_batch", "suite_cold", "summarize_targets",
+           "skinedge_bench_ratio"]

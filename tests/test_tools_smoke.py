@@ -1,0 +1,146 @@
+"""End-to-end smoke run of the training tools: every stage, checkpoint, rebuild, runtime load, report.
+
+Small on purpose (alpha 0.35, 96x96 input, 8 images per class and split, one epoch per stage) so it
+runs in a few minutes on 2 CPU cores; it asserts real properties of the artifacts it makes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
+
+from click.testing import CliRunner  # noqa: E402
+
+from skinedge import Classifier  # noqa: E402
+from skinedge.selftest import run_selftest  # noqa: E402
+
+pytestmark = pytest.mark.slow
+WEIGHTS_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, skin6_dir: Path, weights_dir: Path) -> dict[str, Path]:
+    from skinedge_tools.cli import main
+
+    base = tmp_path_factory.mktemp("smoke")
+    run, models, docs, cache = base / "run", base / "models", base / "docs", base / "cache"
+    runner = CliRunner()
+    common = ["--cache-dir", str(cache)]
+    r = runner.invoke(
+        main,
+        [
+            "train",
+            "--data",
+            str(skin6_dir),
+            "--weights",
+            str(weights_dir / WEIGHTS_035),
+            "--alpha",
+            "0.35",
+            "--size",
+            "96",
+            "--epochs",
+            "1,1,1",
+            "--limit-per-class",
+            "8",
+            "--out",
+            str(run),
+            *common,
+        ],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        main,
+        ["rebuild", "--run", str(run), "--out", str(models), "--representative", "24", *common],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        main,
+        ["report", "--run", str(run), "--models", str(models), "--docs", str(docs), "--latency-runs", "10"],
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+    return {"run": run, "models": models, "docs": docs, "cache": cache}
+
+
+def test_every_stage_writes_checkpoint_history_and_logits(smoke):
+    for stage in ("stage1", "stage2", "stage3"):
+        d = smoke["run"] / stage
+        assert (d / "model.weights.h5").stat().st_size > 100_000
+        with open(d / "history.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 1
+        for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1"):
+            assert 0 <= float(rows[0][key]) < 100 and 0 <= float(rows[0][f"val_{key}"]) < 100
+        assert np.load(d / "logits_test.npy").shape == (48, 6)
+
+
+def test_int8_artifact_loads_in_runtime_with_its_metadata(smoke):
+    from skinedge_tools.data import DEFAULT_CLASSES
+
+    with Classifier(smoke["models"] / "skinedge_mobilenetv2_int8.tflite", num_threads=1) as clf:
+        assert clf.labels == DEFAULT_CLASSES
+        assert (clf.spec.height, clf.spec.width) == (96, 96)
+        assert clf.input_details["dtype"] == np.uint8 and clf.output_details["dtype"] == np.int8
+        assert clf.output_kind == "logits" and clf.temperature > 0
+        assert clf.delegated
+        md = clf.metadata
+        assert md is not None and md.provenance["checkpoint"] == "stage3/model.weights.h5"
+        assert 0.0 <= md.metrics["test_accuracy"] <= 1.0
+        assert all(check.passed for check in run_selftest(clf, clf.model_files))
+
+
+def test_int8_agrees_with_keras_checkpoint_on_most_images(smoke):
+    from skinedge_tools.data import load_arrays
+    from skinedge_tools.train import discover_splits, load_trained
+
+    model, cfg = load_trained(smoke["run"], "stage3")
+    split = discover_splits(cfg)["test"]
+    x, kept = load_arrays(split, cfg.spec(), smoke["cache"])
+    keras_pred = model.predict(x.astype(np.float32), verbose=0).argmax(1)
+    with Classifier(smoke["models"] / "skinedge_mobilenetv2_int8.tflite", num_threads=1) as clf:
+        int8_pred = np.asarray([clf.raw_output(img).argmax() for img in x])
+    assert (keras_pred == int8_pred).mean() >= 0.6
+
+
+def test_conversion_is_deterministic(smoke):
+    from skinedge_tools.data import load_arrays
+    from skinedge_tools.quantize import representative_sample, to_tflite
+    from skinedge_tools.train import discover_splits, load_trained
+
+    model, cfg = load_trained(smoke["run"], "stage3")
+    x, kept = load_arrays(discover_splits(cfg)["train"], cfg.spec(), smoke["cache"])
+    rep = representative_sample(x, kept.labels, 12)
+    assert to_tflite(model, rep) == to_tflite(model, rep)
+
+
+def test_report_has_every_section_and_figure(smoke):
+    text = (smoke["docs"] / "report.md").read_text()
+    for heading in (
+        "## Stages",
+        "## Epoch-wise curves",
+        "## Statistical comparison of stages",
+        "## Float vs int8",
+        "## Per class",
+        "## Per data source",
+        "## Calibration and abstention",
+    ):
+        assert heading in text
+    for png in (
+        "curves_stage1.png",
+        "curves_stage2.png",
+        "curves_stage3.png",
+        "confusion_int8.png",
+        "confusion_float32.png",
+        "coverage.png",
+    ):
+        assert (smoke["docs"] / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rb = json.loads((smoke["models"] / "rebuild_report.json").read_text())
+    assert 0 <= rb["agreement_int8_float32_test"] <= 1 and rb["size_ratio_int8_float32"] < 1
