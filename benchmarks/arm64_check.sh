@@ -94,7 +94,11 @@ if [[ ! -x "$ROOT/usr/bin/python3" || ! -e "$ROOT/.skinedge-root-ok" ]]; then
 fi
 
 # 4. Wheels, downloaded here for aarch64 and installed offline inside.
-WHEELS="$CACHE/wheels-$SUITE"
+# Debian's numpy stays: the other wheels are resolved against its version (e.g. ml_dtypes 0.6 needs
+# numpy 2, so for bookworm's numpy 1.24 pip picks ml_dtypes 0.5).
+DEB_NUMPY="$(chroot "$ROOT" /usr/bin/python3 -c 'import numpy; print(numpy.__version__)')"
+log "Debian python3-numpy in the root: $DEB_NUMPY"
+WHEELS="$CACHE/wheels-$SUITE-numpy$DEB_NUMPY"
 rm -rf "$WHEELS/skinedge"; mkdir -p "$WHEELS/skinedge"
 log "building the skinedge wheel"
 "$HOST_PYTHON" -m pip wheel -q --no-deps -w "$WHEELS/skinedge" "$REPO"
@@ -103,7 +107,7 @@ if [[ ! -e "$WHEELS/.deps-ok" ]]; then
     "$HOST_PYTHON" -m pip download -q --only-binary=:all: --implementation cp --python-version "$PYVER" \
         --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 \
         --platform manylinux_2_28_aarch64 --platform manylinux_2_34_aarch64 \
-        -d "$WHEELS" ai-edge-litert 'pillow>=9.5' 'click>=8.1'
+        -c <(echo "numpy==$DEB_NUMPY") -d "$WHEELS" ai-edge-litert 'pillow>=9.5' 'click>=8.1'
     touch "$WHEELS/.deps-ok"
 fi
 
@@ -118,6 +122,11 @@ HAVE_MODEL=0
 if [[ -f "$MODEL" ]]; then
     HAVE_MODEL=1
     cp "$MODEL" "$IN/skinedge.tflite"
+    # The default model is the one the wheel bundles: then the arm64 side runs it with no --model
+    # (checks the packaging too); the compare step checks both sides ran the same SHA-256.
+    if [[ "$(realpath "$MODEL")" == "$(realpath "$REPO/models/skinedge_mobilenetv2_int8.tflite")" ]]; then
+        touch "$IN/use_bundled"
+    fi
     for d in "$SHARED"/data/skin6/test/*/; do
         mapfile -t found < <(find "$d" -maxdepth 1 -type f -iname '*.jp*g' | sort)
         for f in "${found[@]:0:2}"; do cp "$f" "$IN/photos/$(basename "$d")__$(basename "$f")"; done
@@ -156,7 +165,10 @@ for m in mobilenet_v2_1.0_224_quant tf2_mobilenet_v2_1.0_224_ptq; do
     run "predict_$m.jsonl" skinedge predict --json --top-k 5 --model "$m.tflite" --labels imagenet_labels.txt ref-images
     run "raw_$m.json" python arm64_outputs.py dump --model "$m.tflite" --labels imagenet_labels.txt ref-images
 done
-if [ -f skinedge.tflite ]; then
+if [ -f use_bundled ]; then
+    run predict_skinedge.jsonl skinedge predict --json --top-k 6 photos
+    run raw_skinedge.json python arm64_outputs.py dump photos
+elif [ -f skinedge.tflite ]; then
     run predict_skinedge.jsonl skinedge predict --json --top-k 6 --model skinedge.tflite photos
     run raw_skinedge.json python arm64_outputs.py dump --model skinedge.tflite photos
 fi

@@ -11,6 +11,7 @@ numpy (Python 3.10+, numpy 1.24+). It prints, per image, the model's output in q
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -36,7 +37,7 @@ def dump(args: argparse.Namespace) -> int:
         else:
             out = [float(v) for v in values]
         rows.append({"image": path.name, "top1": int(np.argmax(values)), "label": clf.labels[int(np.argmax(values))],
-                     "output": out})
+                     "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "output": out})
     report = {
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -94,7 +95,8 @@ def compare(args: argparse.Namespace) -> int:
             assert ra["image"] == rx["image"], (ra["image"], rx["image"])
             diff = max(abs(p - q) for p, q in zip(ra["output"], rx["output"], strict=True))
             per_image.append({"image": ra["image"], "arm_top1": ra["label"], "x86_top1": rx["label"],
-                              "max_output_diff_steps": diff})
+                              "max_output_diff_steps": diff,
+                              "same_input_pixels": ra.get("pixels_sha256") == rx.get("pixels_sha256")})
         pa, px = _predictions(arm / f"predict_{m}.jsonl"), _predictions(x86 / f"predict_{m}.jsonl")
         score_diffs = [abs(pa[k]["score"] - px[k]["score"]) for k in px if k in pa]
         cli_same = len(pa) == len(px) and all(pa.get(k, {}).get("label") == px[k]["label"] for k in px)
@@ -105,6 +107,7 @@ def compare(args: argparse.Namespace) -> int:
             "images": len(per_image),
             "top1_identical": n_same,
             "max_output_diff_steps": max_steps,
+            "input_pixels_identical": sum(r["same_input_pixels"] for r in per_image),
             "output_scale": x["output_scale"],
             "cli_predict_top1_identical": cli_same,
             "cli_predict_max_top1_score_diff": round(max(score_diffs, default=0.0), 6),
@@ -118,7 +121,8 @@ def compare(args: argparse.Namespace) -> int:
         if "error" in e:
             print(f"{m}: FAILED on arm64: {e['error'][-300:]}")
             continue
-        print(f"{m}: {e['images']} images, top-1 identical {e['top1_identical']}/{e['images']}, max output diff "
+        print(f"{m}: {e['images']} images, decoded pixels identical {e['input_pixels_identical']}/{e['images']}, "
+              f"top-1 identical {e['top1_identical']}/{e['images']}, max output diff "
               f"{e['max_output_diff_steps']} step(s), CLI top-1 identical {e['cli_predict_top1_identical']}, "
               f"max score diff {e['cli_predict_max_top1_score_diff']} -> {'PASS' if e['pass'] else 'FAIL'}")
     print(f"arm64 ({result['arm']['python']}, numpy {result['arm']['debian_numpy']}) vs x86: "
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("dump")
-    d.add_argument("--model", required=True)
+    d.add_argument("--model", help="default: the bundled model")
     d.add_argument("--labels")
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("images")

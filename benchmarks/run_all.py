@@ -34,6 +34,20 @@ def load_avg() -> float:
         return float("nan")
 
 
+def git_state() -> str:
+    """Commit and a hash of the uncommitted runtime changes: which skinedge code was measured."""
+    import hashlib
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=common.ROOT).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "skinedge"], capture_output=True, cwd=common.ROOT).stdout
+    except OSError:
+        return "unknown"
+    return f"{head}+dirty:{hashlib.sha256(diff).hexdigest()[:10]}" if diff else head
+
+
 def run(selected: list[str], quick: bool, rss_n: int) -> dict:
     int8 = common.int8_model()
     flt = common.float_model()
@@ -42,7 +56,8 @@ def run(selected: list[str], quick: bool, rss_n: int) -> dict:
     bundled = "SKINEDGE_BENCH_MODEL" not in os.environ
     meta = {"machine": common.machine(), "model": str(int8), "model_sha256": common.sha256(int8),
             "float_model": str(flt) if flt else None, "threads": threads, "quick": quick,
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_avg_1m_at_start": load_avg()}
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_avg_1m_at_start": load_avg(),
+            "git": git_state()}
     print(f"model {int8}\nfloat {flt}\nthreads {threads}\nload {meta['load_avg_1m_at_start']:.2f}", flush=True)
     results: dict = {}
     q = 4 if quick else 1
@@ -66,7 +81,8 @@ def run(selected: list[str], quick: bool, rss_n: int) -> dict:
     if "e2e" in selected:
         step("e2e", lambda: suites.suite_e2e(int8, flt, photos, threads, runs=21 // q if not quick else 3, rounds=3))
     if "backends" in selected:
-        step("backends", lambda: suites.suite_backends(int8, flt, photos["640x480"], threads, runs=150 // q))
+        step("backends", lambda: suites.suite_backends(int8, flt, photos["640x480"], threads, runs=120 // q, rounds=2,
+                                                         budget_s=5.0))
     if "batch" in selected:
         folder = common.batch_folder()
         step("batch", lambda: suites.suite_batch(int8, folder, threads, rounds=1 if quick else 3, use_bundled=bundled))

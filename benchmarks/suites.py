@@ -348,15 +348,36 @@ def suite_batch(model: Path, folder: Path, threads_list: list[int], rounds: int 
 # -- 5. cold start and memory ------------------------------------------------------------------
 
 
+_TIME = "/usr/bin/time"
+
+
 def _child(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, str]:
-    """Wall seconds, peak RSS bytes (getrusage of the child), exit status, stderr."""
+    """Wall seconds, peak RSS bytes of the child, exit status, stderr.
+
+    The peak comes from GNU time (``%M``, the child's getrusage) when installed: a child forked straight
+    from this large Python process would report this process's RSS, because ru_maxrss survives
+    fork and exec. Without GNU time, getrusage of a direct child is used (an upper bound).
+    """
+    use_time = Path(_TIME).exists()
+    fd, path = (None, None)
+    if use_time:
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".time")
+        os.close(fd)
+        cmd = [_TIME, "-f", "%M %x", "-o", path, *cmd]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss * 1024, proc.returncode, err
+    code = os.waitstatus_to_exitcode(status)
+    peak = usage.ru_maxrss * 1024
+    if path:
+        text = Path(path).read_text().split()
+        os.unlink(path)
+        peak, code = int(text[-2]) * 1024, int(text[-1])
+    return wall, peak, code, err
 
 
 def suite_cold(model: Path, photo: Path, runs: int = 15, use_bundled: bool = False, rss_n: int = 10_000,
@@ -401,11 +422,10 @@ def suite_cold(model: Path, photo: Path, runs: int = 15, use_bundled: bool = Fal
         if mt:
             rows.append((int(mt.group(1)), int(mt.group(2)), len(mt.group(3)) // 2, mt.group(4)))
     modules = {r[3] for r in rows}
-    top_level: dict[str, int] = {}
-    for _self_us, cum_us, depth, name in rows:
-        if depth == 0:
-            root = name.split(".")[0]
-            top_level[root] = top_level.get(root, 0) + cum_us
+    top_level: dict[str, int] = {}  # self time summed per top-level package: who really costs what
+    for self_us, _cum_us, _depth, name in rows:
+        root = name.split(".")[0]
+        top_level[root] = top_level.get(root, 0) + self_us
     import_total_ms = sum(cum for _, cum, depth, _ in rows if depth == 0) / 1000
     forbidden = sorted(m for m in modules if m.split(".")[0] in ("tensorflow", "cv2", "keras", "torch", "jax"))
     # RSS growth over many classifications (a fresh process)

@@ -158,8 +158,8 @@ class Classifier:
         except ModelError as exc:
             raise ModelError(name, exc.reason) from None
         self.delegate: DelegateStatus = delegate_status(self._interpreter)
-        self._input = self._single(self._interpreter.get_input_details(), "input")
-        self._output = self._single(self._interpreter.get_output_details(), "output")
+        self._input = self._single(self._interpreter.get_input_details(), "input", name)
+        self._output = self._single(self._interpreter.get_output_details(), "output", name)
         self.metadata: ModelMetadata | None = packed.metadata
         self.model_files: dict[str, bytes] = packed.files  # metadata archive entries (self-test vectors...)
         self.model_sha256: str = packed.sha256
@@ -192,9 +192,9 @@ class Classifier:
     # -- set-up helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _single(details: list[dict], what: str) -> dict:
+    def _single(details: list[dict], what: str, name: str) -> dict:
         if len(details) != 1:
-            raise ModelError("model", f"expected one {what} tensor, found {len(details)}")
+            raise ModelError(name, f"expected one {what} tensor, found {len(details)}")
         return details[0]
 
     def _resolve_labels(self, labels: Any, packed_labels: tuple[str, ...] | None, name: str) -> tuple[str, ...]:
@@ -207,6 +207,9 @@ class Classifier:
         if packed_labels:
             return packed_labels
         n = int(np.prod(self._output["shape"]))
+        if not 1 <= n <= 1_000_000:  # a damaged shape: no labels to number (and no 80M-label tuple)
+            raise ModelError(name, f"output tensor {[int(v) for v in self._output['shape']]} holds {n} values, "
+                                   "not one score per class")
         return tuple(str(i) for i in range(n))
 
     def _default_spec(self, name: str) -> PreprocessSpec:
@@ -296,6 +299,8 @@ class Classifier:
             except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
                 detail = " ".join(str(exc).split())[:300]
                 raise ModelError(str(self.model_path), f"the interpreter failed to run the model: {detail}") from None
+        if raw.size != len(self.labels):  # the run resized the output its declared shape promised
+            raise ModelError(str(self.model_path), f"the model gave {raw.size} values for {len(self.labels)} labels")
         scale, zero = self._output["quantization"]
         values = raw.reshape(-1).astype(np.float64)
         if self._output["dtype"] in (np.uint8, np.int8) and scale:

@@ -284,7 +284,7 @@ def selftest(model, threads, backend) -> None:
     try:
         if VECTORS_NAME not in clf.model_files:
             click.echo(f"error: {clf.model_path}: this model carries no self-test vectors ({VECTORS_NAME} is not in "
-                       "its metadata); nothing to check. Models built by skinedge_tools carry them.", err=True)
+                       "its metadata); nothing to check.", err=True)
             raise SystemExit(2)
         try:
             checks = run_selftest(clf, clf.model_files)

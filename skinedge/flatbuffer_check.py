@@ -46,8 +46,9 @@ _TYPE_BITS: dict[int, int | None] = {
     22: 8,  # FLOAT8_E5M2
 }
 # Which inputs an operator may leave out (tensor index -1), by builtin operator code: convolutions and
-# fully connected layers may omit their bias, nothing else. Kernels dereference the other inputs
-# unchecked: a weights index set to -1 is a segfault (found by benchmarks/reliability/fuzz_models.py).
+# fully connected layers may omit their bias, recurrent cells many inputs, other operators none.
+# Kernels dereference the other inputs unchecked: a CONV_2D's weights or a STRIDED_SLICE's strides
+# set to -1 is a segfault (found by benchmarks/reliability/fuzz_models.py).
 _OPTIONAL_INPUTS: dict[int, frozenset[int]] = {
     3: frozenset({2}),  # CONV_2D: bias
     4: frozenset({2}),  # DEPTHWISE_CONV_2D: bias
@@ -57,11 +58,55 @@ _OPTIONAL_INPUTS: dict[int, frozenset[int]] = {
     141: frozenset({3}),  # CONV_3D_TRANSPOSE: bias
 }
 # Operators whose optional inputs are many or unknown here (recurrent cells, custom and control flow):
-# any input may be -1. Other builtin operators not listed above may omit inputs after their first two.
+# any input may be -1.
 _ANY_INPUT_OPTIONAL = frozenset({16, 24, 27, 32, 35, 44, 46, 52, 118, 119, 129})
 _FIRST_UNLISTED_CODE = 150  # StableHLO and newer operators: not judged
+# For the operators image classifiers are made of: (builtin options type, fewest inputs, most inputs).
+# An operator code index flipped to another operator gives a node whose kernel (or XNNPACK, which reads
+# node inputs before any kernel checks them) reads inputs that are not there: a segfault in the
+# campaign. The options type must match the operator (0, no options, is always accepted).
+_SIGNATURES: dict[int, tuple[int, int, int]] = {
+    0: (11, 2, 2),  # ADD
+    1: (5, 1, 1),  # AVERAGE_POOL_2D
+    2: (10, 1, 10_000),  # CONCATENATION
+    3: (1, 2, 3),  # CONV_2D
+    4: (2, 2, 3),  # DEPTHWISE_CONV_2D
+    6: (38, 1, 1),  # DEQUANTIZE
+    9: (8, 2, 3),  # FULLY_CONNECTED
+    14: (0, 1, 1),  # LOGISTIC
+    17: (5, 1, 1),  # MAX_POOL_2D
+    18: (21, 2, 2),  # MUL
+    19: (0, 1, 1),  # RELU
+    21: (0, 1, 1),  # RELU6
+    22: (17, 1, 2),  # RESHAPE
+    23: (15, 2, 2),  # RESIZE_BILINEAR
+    25: (9, 1, 1),  # SOFTMAX
+    28: (0, 1, 1),  # TANH
+    34: (22, 2, 2),  # PAD
+    39: (26, 2, 2),  # TRANSPOSE
+    40: (27, 2, 2),  # MEAN
+    41: (28, 2, 2),  # SUB
+    42: (29, 2, 2),  # DIV
+    43: (30, 1, 1),  # SQUEEZE
+    45: (32, 4, 4),  # STRIDED_SLICE
+    55: (39, 2, 2),  # MAXIMUM
+    57: (39, 2, 2),  # MINIMUM
+    65: (48, 3, 3),  # SLICE
+    67: (49, 3, 4),  # TRANSPOSE_CONV
+    70: (52, 2, 2),  # EXPAND_DIMS
+    74: (27, 2, 2),  # SUM
+    77: (55, 1, 1),  # SHAPE
+    82: (27, 2, 2),  # REDUCE_MAX
+    83: (59, 1, 10_000),  # PACK
+    98: (75, 1, 1),  # LEAKY_RELU
+    114: (89, 1, 1),  # QUANTIZE
+    117: (91, 1, 1),  # HARD_SWISH
+}
+_DEQUANTIZE = 6
 # Zero points a quantized tensor of each type can hold; one outside makes kernels index out of bounds.
 _ZERO_POINT_RANGE = {3: (0, 255), 9: (-128, 127), 7: (-32768, 32767), 16: (0, 65535), 17: (-8, 7), 20: (0, 15)}
+# Tensor types the Python interpreter API can hand over as numpy arrays (graph inputs and outputs).
+_NUMPY_TYPES = frozenset({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16})
 #: Walk limits: far above any image classifier, low enough that a corrupt count cannot stall the walk.
 MAX_TENSOR_ELEMENTS = 1 << 31
 MAX_RANK = 8
@@ -166,9 +211,14 @@ class _Table:
         return [self.r.table(self.r.deref(start + 4 * i, name), f"{name}[{i}]") for i in range(count)]
 
     def string(self, slot: int, name: str) -> None:
+        """Check a string field: inside the file, terminated, UTF-8 (interpreter APIs decode names)."""
         start, count = self.vector(slot, 1, name)
         if start:
             self.r._need(start + count, 1, f"{self.what}.{name} terminator")
+            try:
+                self.r.data[start : start + count].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Damaged(f"{self.what}.{name} is not valid UTF-8") from None
 
 
 def check_tflite_structure(data: bytes, source: str = "model") -> None:
@@ -244,8 +294,11 @@ def _walk_subgraph(sg: _Table, s: int, builtin_codes: list[int], buffer_sizes: l
     # subgraph input, or an earlier operator wrote it; anything else read by an operator "lacks data".
     constant = set()
     ready = set()
+    types = []
+    shapes = [tensor.ints(0, "shape") for tensor in tensors]
     for t, tensor in enumerate(tensors):
         has_data, variable = _walk_tensor(tensor, f"{where}.tensors[{t}]", buffer_sizes)
+        types.append(tensor.scalar(1, "b"))
         if has_data:
             constant.add(t)
         if has_data or variable:
@@ -255,6 +308,8 @@ def _walk_subgraph(sg: _Table, s: int, builtin_codes: list[int], buffer_sizes: l
         for i in indices:
             if not 0 <= i < n:
                 raise _Damaged(f"{where}.{kind} names tensor {i}; there are {n}")
+            if types[i] not in _NUMPY_TYPES:
+                raise _Damaged(f"{where}.{kind}: tensor {i} has type {types[i]}, which no numpy array can hold")
     ready.update(inputs)
     written = set(inputs)
     sg.string(4, f"{where}.name")
@@ -265,6 +320,16 @@ def _walk_subgraph(sg: _Table, s: int, builtin_codes: list[int], buffer_sizes: l
             raise _Damaged(f"{what} uses operator code {code}; there are {len(builtin_codes)}")
         builtin = builtin_codes[code]
         op_inputs, op_outputs = op.ints(1, "inputs"), op.ints(2, "outputs")
+        if builtin in _SIGNATURES:
+            options, fewest, most = _SIGNATURES[builtin]
+            if not fewest <= len(op_inputs) <= most:
+                raise _Damaged(f"{what} (builtin operator {builtin}) has {len(op_inputs)} inputs; it takes "
+                               f"{fewest}" + (f" to {most}" if most > fewest else ""))
+            given = op.scalar(3, "B")
+            if given not in (0, options):
+                raise _Damaged(f"{what} (builtin operator {builtin}) carries options of type {given}, not {options}")
+        if not op_outputs:
+            raise _Damaged(f"{what} has no outputs")
         for i in op_inputs + op.ints(8, "intermediates"):
             if not -1 <= i < n:  # -1: an optional input left out
                 raise _Damaged(f"{what} reads tensor {i}; there are {n}")
@@ -275,6 +340,12 @@ def _walk_subgraph(sg: _Table, s: int, builtin_codes: list[int], buffer_sizes: l
             if i >= 0 and i not in ready:
                 raise _Damaged(f"{what} reads tensor {i}, which has no data (not constant, not an input, "
                                "not written by an earlier operator)")
+        if builtin == _DEQUANTIZE and op_inputs and op_outputs and op_inputs[0] in constant:
+            # Delegates unpack fp16/int8 constant weights through this op using the declared output
+            # shape: one that disagrees with the data reads past it.
+            src, dst = shapes[op_inputs[0]], shapes[op_outputs[0]] if 0 <= op_outputs[0] < n else None
+            if dst is not None and src != dst:
+                raise _Damaged(f"{what} dequantizes a {src} constant into a {dst} tensor")
         for i in op_outputs:
             if not 0 <= i < n:
                 raise _Damaged(f"{what} writes tensor {i}; there are {n}")
@@ -334,7 +405,7 @@ def _walk_tensor(tensor: _Table, what: str, buffer_sizes: list[int]) -> tuple[bo
 def _may_omit(builtin: int, position: int) -> bool:
     if builtin in _OPTIONAL_INPUTS:
         return position in _OPTIONAL_INPUTS[builtin]
-    return builtin in _ANY_INPUT_OPTIONAL or builtin >= _FIRST_UNLISTED_CODE or position >= 2
+    return builtin in _ANY_INPUT_OPTIONAL or builtin >= _FIRST_UNLISTED_CODE
 
 
 def _walk_quantization(q: _Table, what: str, shape: list[int], ttype: int) -> None:
@@ -350,8 +421,8 @@ def _walk_quantization(q: _Table, what: str, shape: list[int], ttype: int) -> No
     if scales != zeros:
         raise _Damaged(f"{what} has {scales} quantization scales and {zeros} zero points")
     values = struct.unpack_from(f"<{scales}f", q.r.data, scale_start)
-    if not all(math.isfinite(v) and v >= 0 for v in values):
-        raise _Damaged(f"{what} has a quantization scale that is negative, infinite or NaN")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise _Damaged(f"{what} has a quantization scale that is zero, negative, infinite or NaN")
     if ttype in _ZERO_POINT_RANGE:
         lo, hi = _ZERO_POINT_RANGE[ttype]
         points = struct.unpack_from(f"<{zeros}q", q.r.data, zero_start)

@@ -163,7 +163,7 @@ def _zip_start(data: bytes, source: str = "<model>") -> int | None:
     ignored, which would silently load the model without its labels and preprocessing spec.
     """
     tail = data[-(65536 + 22) :]
-    ours = METADATA_NAME.encode() in tail
+    ours = METADATA_NAME.encode() in tail or _names_our_file(data)
     if b"PK\x05\x06" not in tail:
         if ours:
             raise MetadataError(source, "damaged metadata archive (its end-of-archive record is missing)")
@@ -178,6 +178,18 @@ def _zip_start(data: bytes, source: str = "<model>") -> int | None:
     if not infos:
         return None
     return min(i.header_offset for i in infos)
+
+
+def _names_our_file(data: bytes) -> bool:
+    """True if ``data`` holds a ZIP local file header of a file skinedge packs: what is left of our archive
+    when a truncation cut off its end (and, with it, the ``skinedge.json`` entry)."""
+    i = data.find(b"PK\x03\x04")
+    while i != -1:
+        name = data[i + 30 : i + 30 + int.from_bytes(data[i + 26 : i + 28], "little")]
+        if name in (LABELS_NAME.encode(), METADATA_NAME.encode()) or name.startswith(b"selftest/"):
+            return True
+        i = data.find(b"PK\x03\x04", i + 4)
+    return False
 
 
 def check_flatbuffer(data: bytes, source: str) -> None:

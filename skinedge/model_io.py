@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,6 +21,12 @@ from skinedge.metadata import ModelMetadata, unpack
 BUNDLED_MODEL = "skinedge_mobilenetv2_int8.tflite"
 #: Models larger than this are refused before reading (MobileNetV2 int8 is ~3 MB).
 MAX_MODEL_BYTES = 512 * 1024 * 1024
+#: Set this environment variable to 1 to probe every model in a child process before loading it.
+PROBE_ENV = "SKINEDGE_PROBE_MODELS"
+#: Seconds a probe may take to build an interpreter and invoke it once.
+PROBE_TIMEOUT_S = 120.0
+_probed: set[str] = set()  # SHA-256 of flatbuffers that passed a probe in this process
+_probed_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,7 @@ def _recorded_sha256(path: Path) -> str | None:
     return sidecar.read_text().split()[0].strip().lower()
 
 
-def read_model(path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
+def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | None = None) -> LoadedModel:
     """Read and check a ``.tflite`` file before any interpreter sees it.
 
     Checks: the file exists and is a plausible size; it is a TFLite flatbuffer; its metadata (if
@@ -53,7 +64,9 @@ def read_model(path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
     the metadata and the whole file matches a ``<name>.sha256`` file beside it, if there is one
     (the bundled model has one), and the flatbuffer passes a structural walk of its graph
     (:func:`skinedge.flatbuffer_check.check_tflite_structure`: indices, buffer sizes, data flow),
-    which refuses the damage that crashes an interpreter instead of raising an error.
+    which refuses the damage that crashes an interpreter instead of raising an error. With ``probe``
+    (default: the ``SKINEDGE_PROBE_MODELS`` environment variable is set to 1), the model is also run
+    once in a child process first (:func:`probe_model`): the guard for models from untrusted sources.
 
     Raises:
         ModelError: missing, unreadable, damaged or not a TFLite model.
@@ -84,6 +97,70 @@ def read_model(path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
     packed = unpack(data, name, verify_checksum=verify)
     if verify:
         check_tflite_structure(packed.flatbuffer, name)
+    if probe is None:
+        probe = os.environ.get(PROBE_ENV, "").strip() not in ("", "0")
+    if probe:
+        probe_model(packed.flatbuffer, name)
     return LoadedModel(path=p, data=packed.flatbuffer, metadata=packed.metadata, labels=packed.labels,
                        files=packed.files, sha256=digest)
 
+
+_PROBE_CODE = """
+import sys
+import numpy as np
+from skinedge.backend import create_interpreter
+with open(sys.argv[1], "rb") as f:
+    data = f.read()
+try:
+    interpreter, _ = create_interpreter(data, 1, sys.argv[2] or None)
+    for d in interpreter.get_input_details():
+        interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    interpreter.invoke()
+    for d in interpreter.get_output_details():
+        interpreter.get_tensor(d["index"])
+except Exception as exc:
+    print(getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+"""
+
+
+def probe_model(flatbuffer: bytes, source: str = "model", *, backend: str | None = None,
+                timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Build an interpreter for ``flatbuffer`` and invoke it once, on zeros, in a child process.
+
+    The structural walk refuses the kinds of damage seen to crash LiteRT, but it cannot judge every
+    operator's options (docs/reliability.md gives the share it catches). For a model from an untrusted
+    source, the probe closes the gap: if the child dies (segfault, abort) or runs past ``timeout``,
+    the model is refused and this process is unharmed. It costs one Python start (about a second);
+    a flatbuffer that passed is remembered by its SHA-256 for the life of the process.
+
+    Raises:
+        ModelError: the child crashed, timed out, or the interpreter refused the model.
+    """
+    digest = hashlib.sha256(flatbuffer).hexdigest()
+    with _probed_lock:
+        if digest in _probed:
+            return
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    fd, tmp = tempfile.mkstemp(prefix="skinedge-probe-", suffix=".tflite")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(flatbuffer)
+        proc = subprocess.run([sys.executable, "-c", _PROBE_CODE, tmp, backend or ""], capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise ModelError(source, f"the model did not load and run in {timeout:g} s in a probe process") from None
+    finally:
+        os.unlink(tmp)
+    if proc.returncode < 0:
+        try:
+            what = signal.Signals(-proc.returncode).name
+        except ValueError:
+            what = f"signal {-proc.returncode}"
+        raise ModelError(source, f"the model crashes the interpreter ({what} in a probe process)")
+    if proc.returncode != 0:
+        detail = " ".join(proc.stdout.split())[:300] or f"exit status {proc.returncode}"
+        raise ModelError(source, f"the interpreter refused it in a probe process: {detail}")
+    with _probed_lock:
+        _probed.add(digest)

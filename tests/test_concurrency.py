@@ -6,6 +6,7 @@ Every join has a timeout: a deadlock fails the test instead of hanging the suite
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +124,9 @@ def test_close_while_threads_classify(quant_model: Path, imagenet_labels: Path, 
     closer = threading.Thread(target=lambda: results.extend(_run_threads(work)), daemon=True)
     closer.start()
     started.wait()
-    while sum(done) < 2 * THREADS:  # let every thread get going
-        threading.Event().wait(0.01)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while sum(done) < 2 * THREADS and closer.is_alive() and time.monotonic() < deadline:  # let them get going
+        time.sleep(0.01)
     shared.close()
     closer.join(timeout=JOIN_TIMEOUT_S)
     assert not closer.is_alive(), "deadlock after close()"

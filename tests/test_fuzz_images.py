@@ -26,6 +26,9 @@ from skinedge import preprocess
 from skinedge.errors import ImageError, ImageTooLargeError
 from skinedge.preprocess import DEFAULT_LIMITS, ImageLimits
 
+# Damaged EXIF blocks make Pillow warn ("Corrupt EXIF data"); the image still decodes: not what these tests judge.
+pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+
 FORMATS = ("jpeg", "jpeg_progressive", "png_rgb", "png_rgba", "png_p", "png_l", "png_16", "gif", "webp", "bmp", "tiff")
 
 
@@ -100,6 +103,30 @@ def test_mutated_images_give_result_or_image_error(seeds: dict[str, bytes], fmt:
             preprocess.decode(bytes(data))
         return
     _check(bytes(data), target)
+
+
+@pytest.fixture(scope="module")
+def clf(quant_model: Path, imagenet_labels: Path):
+    from skinedge import Classifier
+
+    with Classifier(quant_model, labels=imagenet_labels, num_threads=1) as c:
+        yield c
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(FORMATS), edits=st.lists(mutation, min_size=1, max_size=4))
+def test_mutated_images_through_classify(clf, seeds: dict[str, bytes], fmt: str, edits: list) -> None:
+    """The same through ``Classifier.classify``: a result with scores for every label, or an ImageError."""
+    data = bytearray(seeds[fmt])
+    for where, value, in_header in edits:
+        data[int(where * (min(64, len(data)) if in_header else len(data)))] = value
+    try:
+        result = clf.classify(bytes(data))
+    except ImageError as exc:
+        assert exc.source == "<bytes>" and exc.reason
+    else:
+        assert len(result.scores) == len(clf.labels) and 0.0 <= result.score <= 1.0
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None,

@@ -27,7 +27,6 @@ from skinedge.model_io import read_model
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = ROOT / "tests" / "data" / "valid_models"
-BUNDLED = ROOT / "models" / "skinedge_mobilenetv2_int8.tflite"
 
 
 def _load_campaign():
@@ -53,7 +52,7 @@ def runner():
 
 def _valid_models(reference_dir: Path) -> list[Path]:
     models = [reference_dir / m for m in fm.REFERENCE_MODELS] + sorted(VALID.glob("*.tflite"))
-    return models + ([BUNDLED] if BUNDLED.is_file() else [])
+    return models + sorted((ROOT / "models").glob("*.tflite"))  # the shipped models, when built
 
 
 def test_walk_accepts_every_valid_model(reference_dir: Path) -> None:
@@ -193,6 +192,38 @@ def test_operator_code_out_of_range_refused(quant_model: Path) -> None:
         check_tflite_structure(data)
 
 
+# Campaign cases on the small converter-made models (tests/data/valid_models): (model, kind, seed, what LiteRT
+# 2.3 did with it, the reason skinedge now gives). Rebuilt with the campaign's own deterministic mutation.
+CAMPAIGN_REGRESSIONS = [
+    ("image_float32", "graph_index", 661, "SIGSEGV: STRIDED_SLICE strides input set to -1",
+     "(builtin operator 45) leaves out its required input 3"),
+    ("image_int8_io_int8", "graph_index", 261, "SIGSEGV: a MAX_POOL_2D turned into a 1-input STRIDED_SLICE",
+     "(builtin operator 45) has 1 inputs; it takes 4"),
+    ("float_ops_float16", "struct_byte", 931, "SIGSEGV: fp16 weights dequantized into a [4, 3, 9699331, 3] tensor",
+     "dequantizes a [4, 3, 3, 3] constant into a [4, 3, 9699331, 3] tensor"),
+    ("image_int16x8", "struct_word", 372, "SIGABRT: a quantization scale of -0.0",
+     "has a quantization scale that is zero, negative, infinite or NaN"),
+    ("float_ops_float32", "struct_byte", 243, "UnicodeDecodeError escaping skinedge: tensor name not UTF-8",
+     "name is not valid UTF-8"),
+    ("image_int8_io_uint8", "graph_tensor", 198, "ValueError escaping skinedge: output tensor of type BFLOAT16",
+     "has type 18, which no numpy array can hold"),
+    ("image_float16", "graph_tensor", 14, "IndexError escaping skinedge: output shape [0, 5], numeric labels",
+     "output tensor [0, 5] holds 0 values, not one score per class"),
+    ("image_float32", "struct_byte", 59, "60 s and GBs: output shape [16711681, 5], 83M numeric labels built",
+     "output tensor [16711681, 5] holds 83558405 values"),
+    ("image_float32", "graph_tensor", 654, "IndexError escaping skinedge: declared output [1, 1], computed [1, 5]",
+     "the model gave 5 values for 1 labels"),
+]
+
+
+@pytest.mark.parametrize(("model", "kind", "seed", "before", "reason"), CAMPAIGN_REGRESSIONS,
+                         ids=[f"{m}-{k}-{s}" for m, k, s, _, _ in CAMPAIGN_REGRESSIONS])
+def test_campaign_regression(runner, model: str, kind: str, seed: int, before: str, reason: str) -> None:
+    res = runner.run({"base": str(VALID / f"{model}.tflite"), "kind": kind, "seed": seed, "mode": "guarded"})
+    assert res["outcome"] == "refused", (before, res)
+    assert res["error"] == "ModelError" and reason in res["reason"], (before, res)
+
+
 # -- bounded campaign ---------------------------------------------------------------------------------------
 
 
@@ -220,3 +251,41 @@ def test_bounded_campaign_packed_model(runner, tmp_path: Path, reference_dir: Pa
             assert res["error"] == "MetadataError" and "metadata" in res["reason"], (case, res)
         else:
             assert "SHA-256 does not match" in res["reason"], (case, res)
+
+
+# -- the opt-in probe: what the walk cannot judge ---------------------------------------------------------------
+
+
+def test_probe_refuses_what_crashes_the_interpreter(runner, tmp_path: Path) -> None:
+    """An LSTM whose options were damaged (campaign: lstm_float32 graph_options seed 31) passes the walk and
+    segfaults LiteRT 2.3 in allocate_tensors; with the probe, skinedge refuses it and this process lives."""
+    base = fm.Base(VALID / "lstm_float32.tflite")
+    data, _ = fm.mutate(base, "graph_options", 31)
+    check_tflite_structure(data)  # the walk does not judge operator options
+    raw = runner.run({"kind": "graph_options", "seed": 31, "base": str(base.path), "mode": "raw"})
+    path = tmp_path / "lstm_damaged.tflite"
+    path.write_bytes(data)
+    try:
+        read_model(path, probe=True)
+    except ModelError as exc:
+        if raw["outcome"] == "crash":
+            assert exc.reason == f"the model crashes the interpreter ({raw['signal']} in a probe process)"
+    else:
+        assert raw["outcome"] != "crash", "the probe passed a model that crashes the interpreter"
+
+
+def test_probe_passes_valid_models_once(quant_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skinedge.model_io as model_io
+
+    calls = []
+    real_run = model_io.subprocess.run
+    monkeypatch.setattr(model_io.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    monkeypatch.setattr(model_io, "_probed", set())
+    monkeypatch.setenv(model_io.PROBE_ENV, "1")
+    for _ in range(3):
+        read_model(quant_model)  # the environment variable turns the probe on
+    assert len(calls) == 1  # remembered by SHA-256
+    monkeypatch.setenv(model_io.PROBE_ENV, "0")
+    monkeypatch.setattr(model_io, "_probed", set())
+    read_model(quant_model)
+    assert len(calls) == 1

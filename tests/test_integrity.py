@@ -180,3 +180,37 @@ def test_selftest_console_script(packed_with_vectors: Path) -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("selftest PASS")
+
+
+def test_packed_model_truncated_inside_its_archive_refused(model_dir: Path, packed_with_vectors: Path) -> None:
+    """Model campaign: 47 of 136 truncations of a packed model's archive loaded silently as a model without
+    metadata (numeric labels, default preprocessing) when the cut removed the ``skinedge.json`` entry too."""
+    import io
+    import zipfile
+
+    from skinedge import Classifier
+    from skinedge.errors import MetadataError
+
+    data = packed_with_vectors.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        offsets = sorted(i.header_offset for i in zf.infolist())
+    cuts = [offsets[0] + 40, offsets[0] + 200, offsets[1] - 1, offsets[1] + 10, len(data) - 30]
+    for cut in cuts:
+        path = model_dir / f"cut-{cut}.tflite"
+        path.write_bytes(data[:cut])
+        with pytest.raises(MetadataError, match="damaged metadata archive"):
+            Classifier(path)
+
+
+def test_selftest_on_bundled_model() -> None:
+    """``skinedge selftest`` with no --model: the shipped int8 model and the vectors its build recorded."""
+    from skinedge.errors import ModelError
+    from skinedge.model_io import bundled_model_path
+
+    try:
+        bundled_model_path()
+    except ModelError:
+        pytest.skip("the bundled model is not built in this checkout")
+    code, out, err = _selftest()
+    assert code == 0, out + err
+    assert out.strip().splitlines()[-1].startswith("selftest PASS")

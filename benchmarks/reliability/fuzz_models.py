@@ -7,18 +7,21 @@ skinedge metadata, flips and truncations in the metadata archive. Cases run in a
 restarted when a case kills it, so a segfault is recorded as a crash instead of ending the campaign;
 a case that takes longer than ``--case-timeout`` is recorded as a hang.
 
-Two modes per case:
+Modes:
 
 * ``raw``: the bytes go straight to ``ai_edge_litert`` (``Interpreter(model_content=...)``,
   ``allocate_tensors``, one ``invoke``): what crashes an unguarded interpreter;
 * ``guarded``: the bytes are written to a file and loaded with ``skinedge.Classifier`` (read_model:
-  checksum, metadata, structural walk), then one image is classified: what a skinedge user gets.
+  checksum, metadata, structural walk), then one image is classified: what a skinedge user gets;
+* ``probed``: as guarded, with ``SKINEDGE_PROBE_MODELS=1`` (the model is first run in a child
+  process); run only on the cases that crashed the raw interpreter, to measure what the probe adds.
 
 Usage::
 
     python benchmarks/reliability/fuzz_models.py --cases 2000            # both reference models
     python benchmarks/reliability/fuzz_models.py --cases 500 --packed    # plus a metadata-packed model
     python benchmarks/reliability/fuzz_models.py --cases 300 --modes guarded --save-crashers /tmp/crashers
+    python benchmarks/reliability/fuzz_models.py --cases 1000 --models --valid-models   # only the small models
 
 Prints one summary line per (model, mode) and a JSON summary; exit 1 if any guarded case crashed,
 hung or raised an untyped error.
@@ -253,6 +256,7 @@ def _run_case(case: dict, bases: dict[str, Base], workdir: Path) -> dict:
 
     path = workdir / "case.tflite"
     path.write_bytes(data)
+    os.environ["SKINEDGE_PROBE_MODELS"] = "1" if case["mode"] == "probed" else "0"
     try:
         with Classifier(path, num_threads=1) as clf:
             pixels = np.full((clf.spec.height, clf.spec.width, 3), 127, dtype=np.uint8)
@@ -372,6 +376,8 @@ def campaign(bases: list[Path], n: int, modes: tuple[str, ...], case_timeout: fl
             raw_crash_keys: set = set()
             results: dict = {}
             for mode in modes:
+                if mode == "probed":
+                    continue  # run below, on the cases that crashed the raw interpreter only
                 counts: Counter = Counter()
                 by_kind: dict = {}
                 t0 = time.time()
@@ -403,6 +409,16 @@ def campaign(bases: list[Path], n: int, modes: tuple[str, ...], case_timeout: fl
                 if raw_crash_keys:
                     log(f"{base.name}: of {len(raw_crash_keys)} mutations that crash the raw interpreter, the guarded "
                         f"load gives " + ", ".join(f"{k} {v}" for k, v in sorted(converted.items())))
+            if "probed" in modes and raw_crash_keys:
+                probed = Counter()
+                for kind, seed in sorted(raw_crash_keys):
+                    res = runner.run({"base": str(base), "kind": kind, "seed": seed, "mode": "probed"})
+                    probed[res["outcome"]] += 1
+                    if res["outcome"] != "refused":
+                        per_mode.setdefault("probed_failures", []).append({"kind": kind, "seed": seed, **res})
+                per_mode["raw_crashes_under_guard_and_probe"] = dict(probed)
+                log(f"{base.name}: of {len(raw_crash_keys)} mutations that crash the raw interpreter, walk + probe "
+                    f"gives " + ", ".join(f"{k} {v}" for k, v in sorted(probed.items())))
             summary["models"][base.name] = per_mode
     finally:
         runner.close()
@@ -425,7 +441,9 @@ def main() -> int:
     ap.add_argument("--packed", action="store_true", help="also fuzz a reference model packed with metadata")
     ap.add_argument("--valid-models", action="store_true",
                     help="also fuzz the small converter-made models in tests/data/valid_models (more operator kinds)")
-    ap.add_argument("--modes", nargs="+", default=["raw", "guarded"], choices=["raw", "guarded"])
+    ap.add_argument("--modes", nargs="+", default=["raw", "guarded", "probed"], choices=["raw", "guarded", "probed"],
+                    help="raw: the interpreter alone; guarded: skinedge's default load; probed: guarded plus "
+                         "SKINEDGE_PROBE_MODELS=1, run on the cases that crashed the raw interpreter")
     ap.add_argument("--case-timeout", type=float, default=30.0, help="seconds before a case counts as a hang")
     ap.add_argument("--seed", type=int, default=0, help="first case seed")
     ap.add_argument("--kinds", nargs="+", default=None, choices=FLATBUFFER_KINDS + ARCHIVE_KINDS,
@@ -433,7 +451,7 @@ def main() -> int:
     ap.add_argument("--save-crashers", type=Path, default=None, help="write crashing inputs here")
     ap.add_argument("--json", type=Path, default=None, help="write the summary here")
     args = ap.parse_args()
-    bases = [Path(m) for m in args.models] if args.models else [REFERENCE / m for m in REFERENCE_MODELS]
+    bases = [Path(m) for m in args.models] if args.models is not None else [REFERENCE / m for m in REFERENCE_MODELS]
     if args.valid_models:
         bases += sorted(VALID_MODELS.glob("*.tflite"))
     with tempfile.TemporaryDirectory() as tmp:

@@ -247,7 +247,7 @@ def run(
             history = _train_head_on_features(model, cfg, stage, xs, ys, xv, yv)
         else:
             history = _fit_stage(model, cfg, stage, strategy, xs, strn.labels, ys, xv, yv)
-        model.save_weights(sdir / "model.weights.h5")
+        save_checkpoint(model, cfg, sdir / "model.weights.h5")
         _write_history(sdir / "history.csv", history)
         for name, x in (("val", xv), ("test", xt)):
             logits = model.predict(
@@ -314,6 +314,14 @@ def _limit(split: data_mod.Split, n: int, k: int) -> data_mod.Split:
     keep = np.concatenate([np.flatnonzero(split.labels == c)[:n] for c in range(k)])
     keep.sort()
     return data_mod.Split(split.root, [split.paths[i] for i in keep], split.labels[keep])
+
+
+def save_checkpoint(model: keras.Model, cfg: TrainConfig, path: Path) -> None:
+    """Save the network's weights without optimizer state (a compiled model's ``save_weights`` would
+    add the Adam moments: 23 MB instead of 9 MB, and nothing a later stage or the export needs)."""
+    bare = build_model(len(cfg.classes), alpha=cfg.alpha, size=cfg.size, weights=None, dropout=cfg.dropout)
+    bare.set_weights(model.get_weights())
+    bare.save_weights(path)
 
 
 def load_trained(run_dir: str | Path, stage: str = "stage3") -> tuple[keras.Model, TrainConfig]:
