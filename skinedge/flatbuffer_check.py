@@ -103,6 +103,7 @@ _SIGNATURES: dict[int, tuple[int, int, int]] = {
     117: (91, 1, 1),  # HARD_SWISH
 }
 _DEQUANTIZE = 6
+_SMALLEST_NORMAL_FLOAT32 = 1.1754943508222875e-38
 # Zero points a quantized tensor of each type can hold; one outside makes kernels index out of bounds.
 _ZERO_POINT_RANGE = {3: (0, 255), 9: (-128, 127), 7: (-32768, 32767), 16: (0, 65535), 17: (-8, 7), 20: (0, 15)}
 # Tensor types the Python interpreter API can hand over as numpy arrays (graph inputs and outputs).
@@ -421,8 +422,9 @@ def _walk_quantization(q: _Table, what: str, shape: list[int], ttype: int) -> No
     if scales != zeros:
         raise _Damaged(f"{what} has {scales} quantization scales and {zeros} zero points")
     values = struct.unpack_from(f"<{scales}f", q.r.data, scale_start)
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise _Damaged(f"{what} has a quantization scale that is zero, negative, infinite or NaN")
+    if not all(math.isfinite(v) and v >= _SMALLEST_NORMAL_FLOAT32 for v in values):
+        # Zero, negative, -0.0, denormal (1e-40: multipliers overflow), infinite or NaN: all crashed LiteRT.
+        raise _Damaged(f"{what} has a quantization scale that is not a positive normal float")
     if ttype in _ZERO_POINT_RANGE:
         lo, hi = _ZERO_POINT_RANGE[ttype]
         points = struct.unpack_from(f"<{zeros}q", q.r.data, zero_start)

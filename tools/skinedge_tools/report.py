@@ -215,7 +215,8 @@ def build(
     if latency:
         w(
             f"| invoke p50, {latency['threads']} threads (ms) | {latency['float32_p50_ms']:.2f} | "
-            f"{latency['int8_p50_ms']:.2f} (float32 / int8 = {latency['float32_p50_ms'] / latency['int8_p50_ms']:.2f}) |"
+            f"{latency['int8_p50_ms']:.2f} "
+            f"(float32 / int8 = {latency['float32_p50_ms'] / latency['int8_p50_ms']:.2f}) |"
         )
     w("")
     w(
