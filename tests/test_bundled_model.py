@@ -54,7 +54,6 @@ def test_rebuild_from_committed_checkpoint_is_byte_identical(tmp_path, skin6_dir
     """The committed artifact is reproducible: same checkpoint + same TensorFlow -> same bytes."""
     pytest.importorskip("tensorflow", reason="rebuilding needs the training tools (pip install -e ./tools)")
     import tensorflow as tf
-
     from skinedge_tools.quantize import INT8_NAME, rebuild
 
     recorded_tf = Classifier(bundled_model_path(), num_threads=1).metadata.provenance["tensorflow"]
