@@ -24,7 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import (  # noqa: F401  (importing a plugin registers its decoder for DECODE_FORMATS)
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
 
 from skinedge.errors import ImageError, ImageTooLargeError, MetadataError
 
@@ -33,6 +42,11 @@ ImageInput = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | 
 
 #: File suffixes treated as images when scanning folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+#: Pillow decoders skinedge lets near untrusted bytes: photo formats only. Others (EPS, which runs
+#: Ghostscript; PSD, ICNS, FITS...) are refused as "not a readable image". The JPEG decoder also
+#: opens MPO, the multi-picture JPEG that phone cameras write.
+DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 #: The newest preprocessing-spec version this runtime implements.
 SPEC_VERSION = 1
@@ -186,10 +200,13 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
     else:
         raise ImageError(name, "expected a path, bytes, a PIL image or an HxWx3 uint8 array")
     try:
-        image = Image.open(fp)
+        image = Image.open(fp, formats=DECODE_FORMATS)
     except Image.DecompressionBombError as exc:
         fp.close()
         raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        fp.close()
+        raise ImageError(name, f"not a readable image in a supported format ({', '.join(DECODE_FORMATS)})") from None
     except Exception as exc:  # Pillow raises many types on garbage; all mean "not an image".
         fp.close()
         raise ImageError(name, f"not a readable image ({_short(exc)})") from None
@@ -263,7 +280,8 @@ def decode(
     try:
         image = opened.image
         _check_size(image.size, name, limits)
-        if draft_size is not None and image.format == "JPEG" and opened._keep:  # not a caller's PIL image
+        # Draft only what skinedge opened itself: a caller's PIL image is theirs to keep at full size.
+        if draft_size is not None and image.format in ("JPEG", "MPO") and opened._keep:
             side = max(draft_size)  # square request: valid whatever the EXIF rotation is
             image.draft(image.mode, (side, side))
         image.load()

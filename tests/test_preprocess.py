@@ -438,3 +438,17 @@ def test_bytes_input_from_buffer(small_photo: Image.Image) -> None:
     small_photo.save(buf, "PNG")
     out = np.asarray(decode(buf.getvalue()))
     assert np.array_equal(out, np.asarray(small_photo))
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "ICO", "PCX"])
+def test_non_photo_formats_are_refused_before_decoding(fmt):
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(buf, fmt)
+    with pytest.raises(ImageError, match="not a readable image in a supported format"):
+        prepare(buf.getvalue())
+
+
+def test_eps_never_reaches_ghostscript():
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(ImageError, match="not a readable image in a supported format"):
+        prepare(eps)
