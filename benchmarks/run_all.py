@@ -243,9 +243,9 @@ def tables(results: dict) -> str:
     c = results.get("cold")
     if c:
         lines += ["### 5. Cold start and memory (fresh process, median)", "",
-                  "| command | wall | peak RSS |", "|---|---|---|"]
+                  "| command | wall | peak RSS (MiB) |", "|---|---|---|"]
         for k, v in c["wall_s"].items():
-            lines.append(f"| {k} | {v['median']:.3f} s (n={v['n']}) | {c['peak_rss_mb'][k]['median']:.1f} MB |")
+            lines.append(f"| {k} | {v['median']:.3f} s (n={v['n']}) | {c['peak_rss_mb'][k]['median']:.1f} |")
         it = c["importtime"]
         lines += ["", f"`-X importtime`: {it['total_ms']:.0f} ms in {it['modules']} modules; tensorflow/cv2/keras/"
                   f"torch/jax imported: {it['forbidden_imported'] or 'none'}; by top-level package (ms): "
@@ -253,8 +253,8 @@ def tables(results: dict) -> str:
         g = c.get("rss_growth")
         if g:
             lines += ["", f"RSS over {g['n']} classifications (after {g['warmup']} warm-up): "
-                      f"{g['rss_start_bytes'] / 2**20:.2f} MB -> {g['rss_end_bytes'] / 2**20:.2f} MB, growth "
-                      f"{g['growth_bytes'] / 2**20:.3f} MB (max {g['max_growth_bytes'] / 2**20:.3f} MB)."]
+                      f"{g['rss_start_bytes'] / 2**20:.2f} MiB -> {g['rss_end_bytes'] / 2**20:.2f} MiB, growth "
+                      f"{g['growth_bytes'] / 2**20:.3f} MiB (max {g['max_growth_bytes'] / 2**20:.3f} MiB)."]
         lines.append("")
     return "\n".join(lines)
 

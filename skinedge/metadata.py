@@ -16,7 +16,6 @@ options; a ``labels.txt`` packed by other tools is picked up too.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinedge.digest import sha256_hex
 from skinedge.errors import MetadataError, ModelError
 from skinedge.preprocess import PreprocessSpec
 
@@ -235,7 +235,7 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedM
         if (
             verify_checksum
             and metadata.model_sha256
-            and hashlib.sha256(flatbuffer).hexdigest() != metadata.model_sha256
+            and sha256_hex(flatbuffer) != metadata.model_sha256
         ):
             raise ModelError(source, "model is damaged: its SHA-256 does not match the one recorded in its metadata")
     labels = None
@@ -259,7 +259,7 @@ def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, byte
     reserved = {METADATA_NAME, LABELS_NAME} & set(extra_files or {})
     if reserved:
         raise ValueError(f"extra files may not replace {sorted(reserved)}")
-    metadata = replace(metadata, model_sha256=hashlib.sha256(flatbuffer).hexdigest())
+    metadata = replace(metadata, model_sha256=sha256_hex(flatbuffer))
     metadata.validate()
     entries = {
         METADATA_NAME: json.dumps(metadata.to_dict(), indent=2, sort_keys=True).encode(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from skinedge.digest import sha256_hex
 from skinedge.errors import ModelError
 from skinedge.flatbuffer_check import check_tflite_structure
 from skinedge.metadata import ModelMetadata, unpack
@@ -88,13 +88,14 @@ def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | No
         data = p.read_bytes()
     except OSError as exc:
         raise ModelError(name, f"cannot read model ({exc.strerror or exc})") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if verify:
-        expected = _recorded_sha256(p)
-        if expected is not None and expected != digest:
-            raise ModelError(name, f"model is damaged or was replaced: SHA-256 {digest[:12]}... does not match "
-                                   f"the recorded {expected[:12]}...")
-    packed = unpack(data, name, verify_checksum=verify)
+    digest = sha256_hex(data)
+    expected = _recorded_sha256(p) if verify else None
+    if expected is not None and expected != digest:
+        raise ModelError(name, f"model is damaged or was replaced: SHA-256 {digest[:12]}... does not match "
+                               f"the recorded {expected[:12]}...")
+    # A file that matches its recorded SHA-256 is the very file the build verified: hashing its
+    # flatbuffer part again against the metadata would prove nothing new (and costs ~12 ms on a Pi).
+    packed = unpack(data, name, verify_checksum=verify and expected is None)
     if verify:
         check_tflite_structure(packed.flatbuffer, name)
     if probe is None:
@@ -137,7 +138,7 @@ def probe_model(flatbuffer: bytes, source: str = "model", *, backend: str | None
     Raises:
         ModelError: the child crashed, timed out, or the interpreter refused the model.
     """
-    digest = hashlib.sha256(flatbuffer).hexdigest()
+    digest = sha256_hex(flatbuffer)
     with _probed_lock:
         if digest in _probed:
             return

@@ -48,6 +48,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", "
 #: opens MPO, the multi-picture JPEG that phone cameras write.
 DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
+_EXIF_ORIENTATION = 0x0112
+
 #: The newest preprocessing-spec version this runtime implements.
 SPEC_VERSION = 1
 
@@ -285,7 +287,8 @@ def decode(
             side = max(draft_size)  # square request: valid whatever the EXIF rotation is
             image.draft(image.mode, (side, side))
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even when upright
+            image = ImageOps.exif_transpose(image)
         return _to_rgb(image, background)
     except ImageError:
         raise
