@@ -66,46 +66,27 @@ POINT: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 }
 
 
+def _percentile_ci(samples: tuple[np.ndarray, ...], statistic, n_resamples: int, seed: int) -> tuple[float, float]:
+    """Paired percentile-bootstrap 95% CI (resampling test images together across ``samples``)."""
+    res = stats.bootstrap(samples, statistic, paired=True, vectorized=True, n_resamples=n_resamples,
+                          confidence_level=0.95, method="percentile", random_state=seed)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def bootstrap_ci(
     y: np.ndarray, pred: np.ndarray, metric: str, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """Percentile-bootstrap 95% CI of a metric over the test images (resampling images)."""
-    fn = METRICS[metric]
-    res = stats.bootstrap(
-        (y, pred),
-        fn,
-        paired=True,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=0.95,
-        method="percentile",
-        random_state=seed,
-    )
-    return {
-        "value": float(POINT[metric](y, pred)),
-        "low": float(res.confidence_interval.low),
-        "high": float(res.confidence_interval.high),
-    }
+    low, high = _percentile_ci((y, pred), METRICS[metric], n_resamples, seed)
+    return {"value": float(POINT[metric](y, pred)), "low": low, "high": high}
 
 
 def bootstrap_diff_ci(
     y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, metric: str, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """95% CI of metric(B) - metric(A) on the same resampled images."""
-    fn = METRICS[metric]
-    res = stats.bootstrap(
-        (y, pred_a, pred_b),
-        lambda t, a, b, axis=-1: fn(t, b, axis) - fn(t, a, axis),
-        paired=True,
-        vectorized=True,
-        n_resamples=n_resamples,
-        confidence_level=0.95,
-        method="percentile",
-        random_state=seed,
+    fn, point = METRICS[metric], POINT[metric]
+    low, high = _percentile_ci(
+        (y, pred_a, pred_b), lambda t, a, b, axis=-1: fn(t, b, axis) - fn(t, a, axis), n_resamples, seed
     )
-    point = POINT[metric]
-    return {
-        "diff": float(point(y, pred_b) - point(y, pred_a)),
-        "low": float(res.confidence_interval.low),
-        "high": float(res.confidence_interval.high),
-    }
+    return {"diff": float(point(y, pred_b) - point(y, pred_a)), "low": low, "high": high}
