@@ -394,6 +394,11 @@ def suite_cold(model: Path, photo: Path, runs: int = 15, use_bundled: bool = Fal
     variants = {"skinedge predict": cmd, "python -c pass": [py, "-c", "pass"],
                 "naive LiteRT script": [py, "-c", naive],
                 "python -c 'import tensorflow'": [py, "-c", "import tensorflow"]}
+    # Bytecode as a pip install leaves it: an editable checkout under PYTHONDONTWRITEBYTECODE=1 (as on
+    # this machine) would otherwise recompile every skinedge module on every start (~40 ms).
+    import skinedge
+
+    subprocess.run([py, "-m", "compileall", "-q", str(Path(skinedge.__file__).parent)], check=False)
     for c in variants.values():  # page cache warm: we measure a warm start of a fresh process
         _child(c)
     walls: dict[str, list[float]] = {k: [] for k in variants}

@@ -122,8 +122,9 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
     ok = 0
     show_bar = sys.stderr.isatty() and len(sources) > 20
     try:
-        progress = click.progressbar(length=len(sources), file=sys.stderr, label="classifying")
-        with progress if show_bar else _NoBar() as bar:
+        # Built only when shown: click's progress bar module is a cold-start import.
+        bar_cm = click.progressbar(length=len(sources), file=sys.stderr, label="classifying") if show_bar else _NoBar()
+        with bar_cm as bar:
             for outcome in clf.iter_classify(sources):
                 if isinstance(outcome, SkinedgeError):
                     failed += 1
@@ -245,8 +246,11 @@ def info(model, labels, backend, as_json) -> None:
     spec = clf.spec
     click.echo(f"preprocess  {spec.height}x{spec.width}, {spec.aspect}, {spec.resize_filter} (antialiased), "
                f"jpeg draft {'on' if spec.jpeg_draft else 'off'}, spec v{spec.version}")
-    click.echo(f"output      {data['output_kind']}, temperature {data['temperature']:.4g}, "
-               f"abstain below {data['abstain_threshold']:.3g}")
+    in_graph = (md.metrics or {}).get("calibration_temperature") if md else None
+    calibration = f"temperature {data['temperature']:.4g}"
+    if in_graph and data["output_kind"] == "probabilities":
+        calibration = f"calibrated inside the model (T {in_graph:.4g})"
+    click.echo(f"output      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
     shown = ", ".join(data["labels"][:12]) + (" ..." if len(data["labels"]) > 12 else "")
     click.echo(f"labels      {len(data['labels'])}: {shown}")
     if md and md.metrics:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 import struct
 
+import numpy as np
+
 from skinedge.errors import ModelError
 
 # Bits per element of each TensorType (tflite schema.fbs); None: no fixed size (string, resource...).
@@ -421,14 +423,15 @@ def _walk_quantization(q: _Table, what: str, shape: list[int], ttype: int) -> No
         return  # min/max only, or nothing: not quantized
     if scales != zeros:
         raise _Damaged(f"{what} has {scales} quantization scales and {zeros} zero points")
-    values = struct.unpack_from(f"<{scales}f", q.r.data, scale_start)
-    if not all(math.isfinite(v) and v >= _SMALLEST_NORMAL_FLOAT32 for v in values):
+    # numpy, not a Python loop: per-channel models carry tens of thousands of scales (cold start).
+    values = np.frombuffer(q.r.data, dtype="<f4", count=scales, offset=scale_start)
+    if not (np.isfinite(values).all() and (values >= _SMALLEST_NORMAL_FLOAT32).all()):
         # Zero, negative, -0.0, denormal (1e-40: multipliers overflow), infinite or NaN: all crashed LiteRT.
         raise _Damaged(f"{what} has a quantization scale that is not a positive normal float")
     if ttype in _ZERO_POINT_RANGE:
         lo, hi = _ZERO_POINT_RANGE[ttype]
-        points = struct.unpack_from(f"<{zeros}q", q.r.data, zero_start)
-        if not all(lo <= z <= hi for z in points):
+        points = np.frombuffer(q.r.data, dtype="<i8", count=zeros, offset=zero_start)
+        if not ((points >= lo).all() and (points <= hi).all()):
             raise _Damaged(f"{what} has a zero point outside {lo}..{hi}")
     if scales > 1:
         dim = q.scalar(6, "i")

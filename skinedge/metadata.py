@@ -267,10 +267,12 @@ def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, byte
         **(extra_files or {}),
     }
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    # Stored, not deflated: the TFLite metadata standard (MediaPipe, the Task Library) reads associated
+    # files in place and refuses compressed entries.
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
         for name in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             zf.writestr(info, entries[name])
     return flatbuffer + buf.getvalue()

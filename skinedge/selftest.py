@@ -39,7 +39,11 @@ SELFTEST_TOLERANCE_STEPS = 1.0
 
 
 def encode_vectors(inputs: list[np.ndarray], raw_outputs: list[np.ndarray], output_scale: float) -> dict[str, bytes]:
-    """Files to pack into a model's metadata archive (used by the build tools)."""
+    """Files to pack into a model's metadata archive (used by the build tools).
+
+    ``output_scale`` is one "step": the output tensor's quantization scale for int8/uint8 outputs,
+    or, for float outputs, how far one quantization step of the computation moves them.
+    """
     files: dict[str, bytes] = {}
     entries = []
     for i, (x, y) in enumerate(zip(inputs, raw_outputs)):
@@ -51,17 +55,20 @@ def encode_vectors(inputs: list[np.ndarray], raw_outputs: list[np.ndarray], outp
     return files
 
 
-def decode_vectors(files: dict[str, bytes], source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, input pixels, expected raw output) for each recorded vector."""
+def decode_vectors(files: dict[str, bytes], source: str) -> tuple[float, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """The recorded step size, and (name, input pixels, expected raw output) for each vector."""
     if VECTORS_NAME not in files:
         raise MetadataError(source, "model carries no self-test vectors")
     try:
         spec = json.loads(files[VECTORS_NAME])
+        step = float(spec.get("output_scale") or 1.0)
+        if not step > 0:
+            raise ValueError(f"output_scale {step} is not positive")
         out = []
         for entry in spec["vectors"]:
             pixels = np.asarray(Image.open(io.BytesIO(files[entry["input"]])).convert("RGB"), dtype=np.uint8)
-            out.append((entry["input"], pixels, np.asarray(entry["raw_output"])))
-        return out
+            out.append((entry["input"], pixels, np.asarray(entry["raw_output"], dtype=np.float64)))
+        return step, out
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise MetadataError(source, f"malformed self-test vectors ({type(exc).__name__}: {exc})") from None
 
@@ -69,11 +76,15 @@ def decode_vectors(files: dict[str, bytes], source: str) -> list[tuple[str, np.n
 def run_selftest(classifier, files: dict[str, bytes]) -> list[VectorCheck]:
     """Run every recorded vector through ``classifier``'s interpreter and compare raw outputs."""
     results = []
-    scale = classifier.output_details["quantization"][0] or 1.0
-    for name, pixels, expected in decode_vectors(files, str(classifier.model_path)):
+    scale, zero = classifier.output_details["quantization"]
+    step, vectors = decode_vectors(files, str(classifier.model_path))
+    for name, pixels, expected in vectors:
         got = classifier.raw_output(pixels)
-        zero = classifier.output_details["quantization"][1]
-        got_raw = np.round(got / scale + zero) if classifier.output_details["quantization"][0] else got
-        diff = float(np.max(np.abs(got_raw - expected))) if got_raw.shape == expected.shape else float("inf")
+        if scale:  # quantized output: compare the integers the interpreter produced
+            got_raw, unit = np.round(got / scale + zero), 1.0
+        else:  # float output: compare values, in recorded steps
+            got_raw, unit = got.astype(np.float64), step
+        same_shape = got_raw.shape == expected.shape
+        diff = float(np.max(np.abs(got_raw - expected)) / unit) if same_shape else float("inf")
         results.append(VectorCheck(name, diff, int(np.argmax(expected)), int(np.argmax(got_raw))))
     return results

@@ -279,11 +279,13 @@ def test_probe_refuses_what_crashes_the_interpreter(runner, tmp_path: Path) -> N
 
 
 def test_probe_passes_valid_models_once(quant_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
     import skinedge.model_io as model_io
 
     calls = []
-    real_run = model_io.subprocess.run
-    monkeypatch.setattr(model_io.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    real_run = subprocess.run  # the probe imports subprocess when it runs (kept off the cold start)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
     monkeypatch.setattr(model_io, "_probed", set())
     monkeypatch.setenv(model_io.PROBE_ENV, "1")
     for _ in range(3):

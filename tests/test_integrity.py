@@ -214,3 +214,25 @@ def test_selftest_on_bundled_model() -> None:
     code, out, err = _selftest()
     assert code == 0, out + err
     assert out.strip().splitlines()[-1].startswith("selftest PASS")
+
+
+def test_selftest_on_float_outputs_counts_recorded_steps(tmp_path: Path) -> None:
+    """The bundled model outputs float32 probabilities: differences are counted in the step it records
+    (how far one int8 logit step moves a probability), so a small drift fails as it would for int8."""
+    from skinedge.model_io import bundled_model_path
+
+    packed = unpack(bundled_model_path().read_bytes(), "bundled")
+    spec = json.loads(packed.files[VECTORS_NAME])
+    step = spec["output_scale"]
+    assert 0 < step < 0.05
+    extra = {k: v for k, v in packed.files.items() if k.startswith("selftest/")}
+    drifted = json.loads(json.dumps(spec))
+    drifted["vectors"][0]["raw_output"][0] += 3 * step  # vector 0: three steps off, same top-1
+    extra[VECTORS_NAME] = json.dumps(drifted).encode()
+    path = tmp_path / "drifted.tflite"
+    path.write_bytes(pack(packed.flatbuffer, packed.metadata, extra))
+    code, out, _ = _selftest("--model", str(path), "--threads", "1")
+    lines = out.strip().splitlines()
+    assert code == 1, out
+    assert lines[0].endswith("FAIL") and "max difference 3 quantization steps" in lines[0]
+    assert lines[1].endswith("PASS")

@@ -88,8 +88,11 @@ def test_int8_artifact_loads_in_runtime_with_its_metadata(smoke):
     with Classifier(smoke["models"] / "skinedge_mobilenetv2_int8.tflite", num_threads=1) as clf:
         assert clf.labels == DEFAULT_CLASSES
         assert (clf.spec.height, clf.spec.width) == (96, 96)
-        assert clf.input_details["dtype"] == np.uint8 and clf.output_details["dtype"] == np.int8
-        assert clf.output_kind == "logits" and clf.temperature > 0
+        # int8 body, float softmax tail with the fitted temperature: calibrated float32 probabilities out.
+        assert clf.input_details["dtype"] == np.uint8 and clf.output_details["dtype"] == np.float32
+        assert clf.output_kind == "probabilities" and clf.metadata.metrics["calibration_temperature"] > 0
+        scores = clf.invoke(np.zeros((96, 96, 3), np.uint8))
+        assert abs(scores.sum() - 1.0) < 1e-5 and (scores >= 0).all()
         assert clf.delegated
         md = clf.metadata
         assert md is not None and md.provenance["checkpoint"] == "stage3/model.weights.h5"

@@ -121,12 +121,20 @@ def train(
 @click.option("--out", "out_dir", default="models", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", "data_root", default=None, help="Dataset root (default: the one in the run's config).")
 @click.option("--representative", default=500, show_default=True, type=int, help="Calibration images for int8.")
+@click.option(
+    "--bias-correction/--no-bias-correction",
+    default=True,
+    show_default=True,
+    help="Remove the expected int8 weight-rounding error from each layer's bias before converting.",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
-def rebuild(run_dir, stage, out_dir, data_root, representative, cache_dir) -> None:
+def rebuild(run_dir, stage, out_dir, data_root, representative, bias_correction, cache_dir) -> None:
     """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
     from skinedge_tools.quantize import rebuild as do_rebuild
 
-    report = do_rebuild(Path(run_dir), Path(out_dir), Path(cache_dir), stage, representative, data_root)
+    report = do_rebuild(
+        Path(run_dir), Path(out_dir), Path(cache_dir), stage, representative, data_root, bias_correction
+    )
     i8, f32 = report["int8"], report["float32"]
     click.echo(
         f"int8    {i8['file']}: {i8['bytes']:,} bytes, test acc {i8['test']['accuracy']:.4f}, "

@@ -1,14 +1,17 @@
 """Checkpoint -> float32 and full-integer int8 ``.tflite`` with skinedge metadata, checked in the runtime.
 
 int8: uint8 input (raw pixels: the Rescaling layer lives in the graph, so the calibrated input scale
-is 1 and zero point 0), int8 weights per channel, int8 activations, int8 logits out. Representative
-data: a class-stratified, seeded sample of training images made by the runtime's preprocessing.
+is 1 and zero point 0), int8 weights per channel (bias-corrected), int8 activations, int8 logits.
+Representative data: a class-stratified, seeded sample of training images made by the runtime's
+preprocessing. Both files then get a float softmax tail with the fitted temperature (float32
+probabilities out) and standard TFLITE_METADATA, so MediaPipe Tasks can load them too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,12 @@ import tensorflow as tf
 
 from skinedge.backend import create_interpreter
 from skinedge.classifier import Classifier
-from skinedge.metadata import ModelMetadata, pack
+from skinedge.metadata import LABELS_NAME, ModelMetadata, pack
 from skinedge.selftest import encode_vectors
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
+from skinedge_tools.bias_correction import correct_int8_bias
+from skinedge_tools.tflite_edit import add_standard_metadata, append_calibrated_softmax, standard_metadata
 
 INT8_NAME = "skinedge_mobilenetv2_int8.tflite"
 FLOAT_NAME = "skinedge_mobilenetv2_float32.tflite"
@@ -77,8 +82,13 @@ def rebuild(
     stage: str = "stage3",
     n_representative: int = 500,
     data_root: str | None = None,
+    bias_correction: bool = True,
 ) -> dict[str, Any]:
-    """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``."""
+    """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``.
+
+    With ``bias_correction`` the int8 artifact is converted from a copy of the network whose biases
+    absorb the expected weight-rounding error (``skinedge_tools.bias_correction``); float32 is untouched.
+    """
     from skinedge_tools.train import discover_splits, load_trained
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -92,11 +102,19 @@ def rebuild(
     rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
     keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    provenance = _provenance(run_dir, cfg, stage, n_representative)
+    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction)
     report: dict[str, Any] = {"provenance": provenance}
-    artifacts = {"int8": (INT8_NAME, to_tflite(model, rep)), "float32": (FLOAT_NAME, to_tflite(model))}
-    for kind, (name, flat) in artifacts.items():
-        interp, _ = create_interpreter(flat, num_threads=1)
+    to_quantize = model
+    if bias_correction:
+        to_quantize, _ = load_trained(run_dir, stage)
+        report["bias_correction"] = [c.__dict__ for c in correct_int8_bias(to_quantize, rep)]
+    artifacts = {"int8": (INT8_NAME, to_tflite(to_quantize, rep)), "float32": (FLOAT_NAME, to_tflite(model))}
+    description = (
+        "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
+        "Unknown_Normal). Research use; scores are not a medical diagnosis."
+    )
+    for kind, (name, logits_flat) in artifacts.items():
+        interp, _ = create_interpreter(logits_flat, num_threads=1)
         inp = interp.get_input_details()[0]
         if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
             raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
@@ -109,9 +127,12 @@ def rebuild(
             input_dtype=np.dtype(inp["dtype"]).name,
             num_outputs=len(cfg.classes),
         )
-        path = out_dir / name
-        path.write_bytes(pack(flat, md))  # uncalibrated first: the runtime measures its own logits
-        val_logits, test_logits = _runtime_outputs(path, xv), _runtime_outputs(path, xt)
+        # The runtime measures the converted logits first; the temperature fitted on them is then
+        # built into the file's float softmax tail (tflite_edit), so every reader gets calibrated scores.
+        with tempfile.TemporaryDirectory() as tmp:
+            probe_path = Path(tmp) / name
+            probe_path.write_bytes(pack(logits_flat, md))
+            val_logits, test_logits = _runtime_outputs(probe_path, xv), _runtime_outputs(probe_path, xt)
         temperature = ev.fit_temperature(val_logits, sval.labels)
         val_probs = _softmax(val_logits / temperature)
         abstain = ev.pick_abstain_threshold(val_probs, sval.labels)
@@ -125,33 +146,58 @@ def rebuild(
             "test_ece_uncalibrated": round(ev.ece(_softmax(test_logits), stst.labels), 4),
             "test_ece_calibrated": round(m_test["ece"], 4),
             "test_n": int(len(stst.labels)),
+            "calibration_temperature": round(temperature, 6),
         }
+        title = f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}"
+        flat = append_calibrated_softmax(logits_flat, temperature)
+        flat = add_standard_metadata(
+            flat,
+            standard_metadata(
+                name=title,
+                description=description,
+                version=str(provenance.get("source_commit") or "unversioned"),
+                author="skinedge",
+                license_text="Research use only; not a medical device.",
+                input_size=(spec.height, spec.width),
+                float_input=np.dtype(inp["dtype"]) == np.float32,
+                labels_file=LABELS_NAME,
+            ),
+        )
+        final_interp, _ = create_interpreter(flat, num_threads=1)
         files = {}
         if kind == "int8":
             vectors = synthetic_vectors(spec.height)
-            raw = _raw_int8_outputs(interp, vectors)
-            files = encode_vectors(vectors, raw, float(interp.get_output_details()[0]["quantization"][0]))
+            raw = _raw_outputs(final_interp, vectors)
+            # A 1-step change of every int8 logit moves a probability by at most step / (2 T).
+            logit_step = float(interp.get_output_details()[0]["quantization"][0])
+            files = encode_vectors(vectors, raw, logit_step / (2 * temperature))
         final = ModelMetadata(
             **{
                 **md.__dict__,
-                "temperature": round(temperature, 6),
+                "output_kind": "probabilities",
                 "abstain_threshold": abstain,
-                "name": f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}",
-                "description": "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, "
-                "Vitiligo, Unknown_Normal). Research use; scores are not a medical diagnosis.",
+                "name": title,
+                "description": description,
                 "provenance": provenance,
                 "metrics": summary,
             },
         )
         blob = pack(flat, final, files)
+        path = out_dir / name
         path.write_bytes(blob)
         (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
+        # The shipped file must score exactly what was measured: softmax(logits / T), same top-1.
+        shipped = _runtime_outputs(path, xt)
+        tail_error = float(np.abs(shipped - _softmax(test_logits / temperature)).max())
+        if tail_error > 1e-4 or not np.array_equal(shipped.argmax(1), test_logits.argmax(1)):
+            raise RuntimeError(f"{name}: calibrated softmax tail disagrees with the measured logits ({tail_error})")
         report[kind] = {
             "file": name,
             "bytes": len(blob),
             "flatbuffer_sha256": hashlib.sha256(flat).hexdigest(),
             "temperature": temperature,
             "abstain_threshold": abstain,
+            "softmax_tail_max_abs_error": tail_error,
             "test": m_test,
             "val": m_val,
             "coverage_test": ev.coverage_curve(_softmax(test_logits / temperature), stst.labels),
@@ -177,18 +223,18 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def _raw_int8_outputs(interp, vectors: list[np.ndarray]) -> list[np.ndarray]:
-    """Raw int8 outputs of the LiteRT/XNNPACK interpreter built for the artifact, on the self-test vectors."""
+def _raw_outputs(interp, vectors: list[np.ndarray]) -> list[np.ndarray]:
+    """Raw outputs of the LiteRT/XNNPACK interpreter built for the artifact, on the self-test vectors."""
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     raw = []
     for v in vectors:
         interp.set_tensor(inp["index"], v[None])
         interp.invoke()
-        raw.append(interp.get_tensor(out["index"]).reshape(-1).astype(int))
+        raw.append(interp.get_tensor(out["index"]).reshape(-1).copy())
     return raw
 
 
-def _provenance(run_dir: Path, cfg, stage: str, n_rep: int) -> dict[str, Any]:
+def _provenance(run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: bool) -> dict[str, Any]:
     cfg_json = json.loads((run_dir / "config.json").read_text())
     manifest = Path(cfg.data_root) / "manifest.csv"
     return {
@@ -202,5 +248,6 @@ def _provenance(run_dir: Path, cfg, stage: str, n_rep: int) -> dict[str, Any]:
         "source_commit": cfg_json.get("source_commit"),
         "tensorflow": tf.__version__,
         "representative_images": n_rep,
-        "quantization": "full-integer int8 PTQ, per-channel weights, uint8 input, int8 logits",
+        "quantization": "full-integer int8 PTQ, per-channel weights, uint8 input, int8 logits"
+        + (", empirical bias correction" if bias_correction else ""),
     }

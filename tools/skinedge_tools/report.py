@@ -224,6 +224,12 @@ def build(
         f"Keras checkpoint: {rb['agreement_float32_keras_test']:.4f}. Macro-F1 change int8 - float32: "
         f"{(i8['test']['macro_f1'] - f32['test']['macro_f1']) * 100:+.2f} points.\n"
     )
+    if rb.get("bias_correction"):
+        top = max(rb["bias_correction"], key=lambda c: c["max_abs"])
+        w(
+            f"The int8 file was converted with empirical bias correction ({len(rb['bias_correction'])} layers; "
+            f"largest channel shift {top['max_abs']:.3f} in `{top['layer']}`): see docs/method.md, Quantization.\n"
+        )
     if latency:
         w(
             f"Latency measured side by side in one process ({latency['cpu']}), {latency['runs']} interleaved invokes "

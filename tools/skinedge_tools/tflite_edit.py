@@ -1,0 +1,232 @@
+"""Edits to a converted ``.tflite`` graph: a calibrated float softmax tail and standard TFLite metadata.
+
+Why a tail instead of converting a Softmax layer: full-integer conversion would make the softmax int8,
+whose 1/256 output steps tie the top two classes on some images. Dequantizing the int8 logits and
+running a float ``SOFTMAX`` with ``beta = 1 / temperature`` keeps the logits exact, applies the
+calibration inside the file, and gives the float32 scores that MediaPipe Tasks and the TFLite Task
+Library require (both refuse int8 outputs). The int8 body is untouched, so it stays fully delegated.
+
+``TFLITE_METADATA`` is the standard metadata flatbuffer (schema ``metadata_schema.fbs``, identifier
+``M001``) those libraries read; its label file is the ``labels.txt`` that ``skinedge.metadata.pack``
+already appends in the standard zip layout.
+"""
+
+from __future__ import annotations
+
+import flatbuffers
+import numpy as np
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+STANDARD_METADATA_NAME = "TFLITE_METADATA"
+
+
+def append_calibrated_softmax(flat: bytes, temperature: float) -> bytes:
+    """``flat`` with its single output replaced by ``softmax(dequantize(output) / temperature)`` (float32)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    (graph,) = model.subgraphs
+    (out_index,) = graph.outputs
+    logits = graph.tensors[out_index]
+    if logits.type not in (schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.FLOAT32):
+        raise ValueError(f"output tensor type {logits.type} is not int8, uint8 or float32")
+    src = out_index
+    if logits.type != schema.TensorType.FLOAT32:
+        src = _add_tensor(model, graph, "logits_dequantized", logits.shape)
+        _add_op(model, graph, schema.BuiltinOperator.DEQUANTIZE, [out_index], [src], version=2)  # v2: int8 in
+    probs = _add_tensor(model, graph, "probabilities", logits.shape)
+    options = schema.SoftmaxOptionsT()
+    options.beta = float(np.float32(1.0 / temperature))
+    _add_op(model, graph, schema.BuiltinOperator.SOFTMAX, [src], [probs], schema.BuiltinOptions.SoftmaxOptions, options)
+    graph.outputs = [probs]
+    if model.signatureDefs:
+        for sig in model.signatureDefs:
+            for tensor_map in sig.outputs or []:
+                if tensor_map.tensorIndex == out_index:
+                    tensor_map.tensorIndex = probs
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def add_standard_metadata(flat: bytes, metadata: bytes) -> bytes:
+    """``flat`` with ``metadata`` (a ModelMetadata flatbuffer) stored as its ``TFLITE_METADATA`` entry."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(metadata, dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = STANDARD_METADATA_NAME
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if _name(m) != STANDARD_METADATA_NAME] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def standard_metadata(
+    *,
+    name: str,
+    description: str,
+    version: str,
+    author: str,
+    license_text: str,
+    input_size: tuple[int, int],
+    float_input: bool,
+    labels_file: str,
+) -> bytes:
+    """A ModelMetadata flatbuffer for an RGB image classifier with probability outputs.
+
+    Float inputs get ``NormalizationOptions(mean 0, std 1)``: our models rescale pixels inside the
+    graph, so readers must pass raw 0-255 values (MediaPipe insists on the options for float inputs).
+    """
+    b = flatbuffers.Builder(1024)
+    s = {k: b.CreateString(v) for k, v in {
+        "name": name, "description": description, "version": version, "author": author,
+        "license": license_text, "labels": labels_file, "image": "image", "probability": "probability",
+        "image_desc": "RGB photo, raw 0-255 pixels (rescaling is inside the model).",
+        "prob_desc": "Calibrated class scores (softmax with the fitted temperature). Not a diagnosis.",
+        "labels_desc": "Class names, one per line, in output order.",
+        "parser": "1.0.0",
+    }.items()}  # fmt: skip
+
+    # Input: image properties (RGB, default size), normalization for float inputs, 0-255 stats.
+    _start(b, 2)  # ImageSize
+    b.PrependUint32Slot(0, input_size[1], 0)  # width
+    b.PrependUint32Slot(1, input_size[0], 0)  # height
+    size = b.EndObject()
+    _start(b, 2)  # ImageProperties
+    b.PrependInt8Slot(0, 1, 0)  # color_space = RGB
+    b.PrependUOffsetTRelativeSlot(1, size, 0)
+    image_props = b.EndObject()
+    image_content = _content(b, 2, image_props)  # ContentProperties.ImageProperties
+    in_units = []
+    if float_input:
+        mean, std = _float_vector(b, [0.0]), _float_vector(b, [1.0])
+        _start(b, 2)  # NormalizationOptions
+        b.PrependUOffsetTRelativeSlot(0, mean, 0)
+        b.PrependUOffsetTRelativeSlot(1, std, 0)
+        norm = b.EndObject()
+        _start(b, 2)  # ProcessUnit
+        b.PrependUint8Slot(0, 1, 0)  # ProcessUnitOptions.NormalizationOptions
+        b.PrependUOffsetTRelativeSlot(1, norm, 0)
+        in_units.append(b.EndObject())
+    in_stats = _stats(b, [255.0], [0.0])
+    in_units_vec = _offset_vector(b, in_units) if in_units else None
+    _start(b, 7)  # TensorMetadata
+    b.PrependUOffsetTRelativeSlot(0, s["image"], 0)
+    b.PrependUOffsetTRelativeSlot(1, s["image_desc"], 0)
+    b.PrependUOffsetTRelativeSlot(3, image_content, 0)
+    if in_units_vec is not None:
+        b.PrependUOffsetTRelativeSlot(4, in_units_vec, 0)
+    b.PrependUOffsetTRelativeSlot(5, in_stats, 0)
+    input_meta = b.EndObject()
+
+    # Output: feature content, 0-1 stats, the label file.
+    _start(b, 0)  # FeatureProperties (empty)
+    feature = b.EndObject()
+    out_content = _content(b, 1, feature)  # ContentProperties.FeatureProperties
+    out_stats = _stats(b, [1.0], [0.0])
+    _start(b, 5)  # AssociatedFile
+    b.PrependUOffsetTRelativeSlot(0, s["labels"], 0)
+    b.PrependUOffsetTRelativeSlot(1, s["labels_desc"], 0)
+    b.PrependInt8Slot(2, 2, 0)  # TENSOR_AXIS_LABELS
+    label_file = b.EndObject()
+    files = _offset_vector(b, [label_file])
+    _start(b, 7)  # TensorMetadata
+    b.PrependUOffsetTRelativeSlot(0, s["probability"], 0)
+    b.PrependUOffsetTRelativeSlot(1, s["prob_desc"], 0)
+    b.PrependUOffsetTRelativeSlot(3, out_content, 0)
+    b.PrependUOffsetTRelativeSlot(5, out_stats, 0)
+    b.PrependUOffsetTRelativeSlot(6, files, 0)
+    output_meta = b.EndObject()
+
+    inputs, outputs = _offset_vector(b, [input_meta]), _offset_vector(b, [output_meta])
+    _start(b, 10)  # SubGraphMetadata
+    b.PrependUOffsetTRelativeSlot(0, s["name"], 0)
+    b.PrependUOffsetTRelativeSlot(2, inputs, 0)
+    b.PrependUOffsetTRelativeSlot(3, outputs, 0)
+    subgraph = b.EndObject()
+    subgraphs = _offset_vector(b, [subgraph])
+    _start(b, 8)  # ModelMetadata
+    b.PrependUOffsetTRelativeSlot(0, s["name"], 0)
+    b.PrependUOffsetTRelativeSlot(1, s["description"], 0)
+    b.PrependUOffsetTRelativeSlot(2, s["version"], 0)
+    b.PrependUOffsetTRelativeSlot(3, subgraphs, 0)
+    b.PrependUOffsetTRelativeSlot(4, s["author"], 0)
+    b.PrependUOffsetTRelativeSlot(5, s["license"], 0)
+    b.PrependUOffsetTRelativeSlot(7, s["parser"], 0)
+    root = b.EndObject()
+    b.Finish(root, file_identifier=b"M001")
+    return bytes(b.Output())
+
+
+def _start(b: flatbuffers.Builder, num_fields: int) -> None:
+    b.StartObject(num_fields)
+
+
+def _content(b: flatbuffers.Builder, properties_type: int, properties: int) -> int:
+    _start(b, 3)  # Content: union type (slot 0), union value (slot 1), range (slot 2)
+    b.PrependUint8Slot(0, properties_type, 0)
+    b.PrependUOffsetTRelativeSlot(1, properties, 0)
+    return b.EndObject()
+
+
+def _stats(b: flatbuffers.Builder, maxima: list[float], minima: list[float]) -> int:
+    hi, lo = _float_vector(b, maxima), _float_vector(b, minima)
+    _start(b, 2)
+    b.PrependUOffsetTRelativeSlot(0, hi, 0)
+    b.PrependUOffsetTRelativeSlot(1, lo, 0)
+    return b.EndObject()
+
+
+def _float_vector(b: flatbuffers.Builder, values: list[float]) -> int:
+    b.StartVector(4, len(values), 4)
+    for v in reversed(values):
+        b.PrependFloat32(v)
+    return b.EndVector()
+
+
+def _offset_vector(b: flatbuffers.Builder, offsets: list[int]) -> int:
+    b.StartVector(4, len(offsets), 4)
+    for o in reversed(offsets):
+        b.PrependUOffsetTRelative(o)
+    return b.EndVector()
+
+
+def _add_tensor(model, graph, name: str, shape) -> int:
+    buffer = schema.BufferT()
+    model.buffers.append(buffer)
+    tensor = schema.TensorT()
+    tensor.name = name
+    tensor.shape = np.asarray(shape, dtype=np.int32)
+    tensor.type = schema.TensorType.FLOAT32
+    tensor.buffer = len(model.buffers) - 1
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _add_op(model, graph, builtin, inputs, outputs, options_type=0, options=None, version: int = 1) -> None:
+    codes = model.operatorCodes
+    matches = (i for i, c in enumerate(codes) if _builtin(c) == builtin and c.version == version)
+    index = next(matches, None)
+    if index is None:
+        code = schema.OperatorCodeT()
+        code.builtinCode = builtin
+        code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+        code.version = version
+        codes.append(code)
+        index = len(codes) - 1
+    op = schema.OperatorT()
+    op.opcodeIndex = index
+    op.inputs = np.asarray(inputs, dtype=np.int32)
+    op.outputs = np.asarray(outputs, dtype=np.int32)
+    if options is not None:
+        op.builtinOptionsType = options_type
+        op.builtinOptions = options
+    graph.operators.append(op)
+
+
+def _builtin(code) -> int:
+    # Codes above 127 live in builtinCode; older files only fill the deprecated byte field.
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def _name(entry) -> str:
+    name = entry.name
+    return name.decode() if isinstance(name, bytes) else str(name)
