@@ -26,6 +26,7 @@ def dump(args: argparse.Namespace) -> int:
 
     clf = Classifier(args.model, labels=args.labels, num_threads=args.threads)
     scale, zero = clf.output_details["quantization"]
+    step = float(scale) or _recorded_step(clf.model_files)
     images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     rows = []
     for path in images:
@@ -34,8 +35,8 @@ def dump(args: argparse.Namespace) -> int:
         if scale:
             steps = np.rint(values / scale + zero).astype(np.int64)
             out = [int(v) for v in steps]
-        else:
-            out = [float(v) for v in values]
+        else:  # float output: in the step its self-test vectors record (1.0, i.e. raw values, if none)
+            out = [float(v) / step for v in values]
         rows.append({"image": path.name, "top1": int(np.argmax(values)), "label": clf.labels[int(np.argmax(values))],
                      "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "output": out})
     report = {
@@ -45,13 +46,22 @@ def dump(args: argparse.Namespace) -> int:
         "backend": f"{clf.backend.package} {clf.backend.version}",
         "delegate": clf.delegate.describe(),
         "model_sha256": clf.model_sha256,
-        "output_scale": float(scale),
+        "output_scale": step,
         "output_zero_point": int(zero),
         "images": rows,
     }
     json.dump(report, sys.stdout, indent=1)
     print()
     return 0
+
+
+def _recorded_step(files: dict[str, bytes]) -> float:
+    from skinedge.selftest import VECTORS_NAME
+
+    try:
+        return float(json.loads(files[VECTORS_NAME])["output_scale"]) or 1.0
+    except (KeyError, ValueError, TypeError):
+        return 1.0
 
 
 def _predictions(path: Path) -> dict[str, dict]:

@@ -127,13 +127,27 @@ def train(
     show_default=True,
     help="Remove the expected int8 weight-rounding error from each layer's bias before converting.",
 )
+@click.option(
+    "--activation-ranges",
+    type=click.Choice(["mse", "minmax"]),
+    default="mse",
+    show_default=True,
+    help="int8 activation ranges: least quantization error (mse) or the observed min/max.",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
-def rebuild(run_dir, stage, out_dir, data_root, representative, bias_correction, cache_dir) -> None:
+def rebuild(run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, cache_dir) -> None:
     """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
     from skinedge_tools.quantize import rebuild as do_rebuild
 
     report = do_rebuild(
-        Path(run_dir), Path(out_dir), Path(cache_dir), stage, representative, data_root, bias_correction
+        Path(run_dir),
+        Path(out_dir),
+        Path(cache_dir),
+        stage,
+        representative,
+        data_root,
+        bias_correction,
+        activation_ranges,
     )
     i8, f32 = report["int8"], report["float32"]
     click.echo(

@@ -25,6 +25,7 @@ from skinedge.metadata import LABELS_NAME, ModelMetadata, pack
 from skinedge.selftest import encode_vectors
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
+from skinedge_tools.activation_ranges import quantize_with_mse_ranges
 from skinedge_tools.bias_correction import correct_int8_bias
 from skinedge_tools.tflite_edit import add_standard_metadata, append_calibrated_softmax, standard_metadata
 
@@ -44,15 +45,24 @@ def representative_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -
     return x[np.sort(np.asarray(take))]
 
 
-def to_tflite(model: keras.Model, representative: np.ndarray | None = None) -> bytes:
-    """Convert; with ``representative`` data, full-integer int8 (uint8 input, int8 output)."""
+def to_tflite(model: keras.Model, representative: np.ndarray | None = None, activation_ranges: str = "minmax") -> bytes:
+    """Convert; with ``representative`` data, full-integer int8 (uint8 input, int8 output).
+
+    ``activation_ranges``: ``minmax`` (the converter's observed ranges) or ``mse`` (each activation's
+    range chosen for the least quantization error, ``skinedge_tools.activation_ranges``).
+    """
+    if activation_ranges not in ("minmax", "mse"):
+        raise ValueError(f"activation_ranges must be 'minmax' or 'mse', got {activation_ranges!r}")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if representative is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([img[None].astype(np.float32)] for img in representative)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.int8
+    if representative is None:
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([img[None].astype(np.float32)] for img in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.int8
+    if activation_ranges == "mse":
+        return quantize_with_mse_ranges(converter, representative)[0]
     return converter.convert()
 
 
@@ -83,11 +93,13 @@ def rebuild(
     n_representative: int = 500,
     data_root: str | None = None,
     bias_correction: bool = True,
+    activation_ranges: str = "mse",
 ) -> dict[str, Any]:
     """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``.
 
     With ``bias_correction`` the int8 artifact is converted from a copy of the network whose biases
     absorb the expected weight-rounding error (``skinedge_tools.bias_correction``); float32 is untouched.
+    ``activation_ranges`` is passed to :func:`to_tflite` for the int8 artifact.
     """
     from skinedge_tools.train import discover_splits, load_trained
 
@@ -102,13 +114,17 @@ def rebuild(
     rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
     keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction)
+    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction, activation_ranges)
     report: dict[str, Any] = {"provenance": provenance}
     to_quantize = model
     if bias_correction:
         to_quantize, _ = load_trained(run_dir, stage)
         report["bias_correction"] = [c.__dict__ for c in correct_int8_bias(to_quantize, rep)]
-    artifacts = {"int8": (INT8_NAME, to_tflite(to_quantize, rep)), "float32": (FLOAT_NAME, to_tflite(model))}
+    artifacts = {
+        "int8": (INT8_NAME, to_tflite(to_quantize, rep, activation_ranges)),
+        "float32": (FLOAT_NAME, to_tflite(model)),
+    }
+    report["activation_ranges"] = activation_ranges
     description = (
         "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
         "Unknown_Normal). Research use; scores are not a medical diagnosis."
@@ -234,7 +250,9 @@ def _raw_outputs(interp, vectors: list[np.ndarray]) -> list[np.ndarray]:
     return raw
 
 
-def _provenance(run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: bool) -> dict[str, Any]:
+def _provenance(
+    run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: bool, activation_ranges: str
+) -> dict[str, Any]:
     cfg_json = json.loads((run_dir / "config.json").read_text())
     manifest = Path(cfg.data_root) / "manifest.csv"
     return {
@@ -249,5 +267,6 @@ def _provenance(run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: boo
         "tensorflow": tf.__version__,
         "representative_images": n_rep,
         "quantization": "full-integer int8 PTQ, per-channel weights, uint8 input, int8 logits"
-        + (", empirical bias correction" if bias_correction else ""),
+        + (", empirical bias correction" if bias_correction else "")
+        + (", MSE activation ranges" if activation_ranges == "mse" else ""),
     }

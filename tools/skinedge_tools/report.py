@@ -220,7 +220,8 @@ def build(
         )
     w("")
     w(
-        f"Top-1 agreement int8 vs float32 on test: **{rb['agreement_int8_float32_test']:.4f}**; float32 .tflite vs "
+        f"Top-1 agreement int8 vs float32 on test: **{rb['agreement_int8_float32_test']:.4f}** "
+        f"(validation: {np.mean(np.asarray(i8['val_pred']) == np.asarray(f32['val_pred'])):.4f}); float32 .tflite vs "
         f"Keras checkpoint: {rb['agreement_float32_keras_test']:.4f}. Macro-F1 change int8 - float32: "
         f"{(i8['test']['macro_f1'] - f32['test']['macro_f1']) * 100:+.2f} points.\n"
     )
@@ -228,7 +229,9 @@ def build(
         top = max(rb["bias_correction"], key=lambda c: c["max_abs"])
         w(
             f"The int8 file was converted with empirical bias correction ({len(rb['bias_correction'])} layers; "
-            f"largest channel shift {top['max_abs']:.3f} in `{top['layer']}`): see docs/method.md, Quantization.\n"
+            f"largest channel shift {top['max_abs']:.3f} in `{top['layer']}`)"
+            + (" and MSE-chosen activation ranges" if rb.get("activation_ranges") == "mse" else "")
+            + ": see docs/method.md, Quantization.\n"
         )
     if latency:
         w(
