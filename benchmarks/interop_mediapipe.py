@@ -8,7 +8,7 @@ the same 224x224 pixels made by ``skinedge.preprocess`` (MediaPipe's own resize 
         --data ../shared/data/skin6 [--mp-python /work/venv-mp/bin/python]
 
 Runs the MediaPipe half in the MediaPipe venv (``--worker``), prints one JSON summary and writes it to
-``benchmarks/results/interop_mediapipe.json``.
+``benchmarks/results/interop_mediapipe_<model name>.json``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> int:
         "top1_agreement": float((mp_scores.argmax(1) == ours.argmax(1)).mean()),
         "max_abs_score_difference": float(np.abs(mp_scores - ours).max()),
     }
-    out = HERE / "results" / "interop_mediapipe.json"
+    out = HERE / "results" / f"interop_mediapipe_{Path(args.model).stem}.json"
     out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
     return 0 if summary["labels_match"] and summary["top1_agreement"] == 1.0 else 1
