@@ -218,6 +218,7 @@ def rebuild(
             "val": m_val,
             "coverage_test": ev.coverage_curve(_softmax(test_logits / temperature), stst.labels),
             "test_pred": test_logits.argmax(1).tolist(),
+            "test_top_score": [round(float(v), 6) for v in _softmax(test_logits / temperature).max(1)],
             "val_pred": val_logits.argmax(1).tolist(),
             "test_ece_uncalibrated": summary["test_ece_uncalibrated"],
             "val_ece_uncalibrated": ev.ece(_softmax(val_logits), sval.labels),
@@ -225,6 +226,10 @@ def rebuild(
         }
     i8, f32 = np.asarray(report["int8"]["test_pred"]), np.asarray(report["float32"]["test_pred"])
     report["agreement_int8_float32_test"] = float((i8 == f32).mean())
+    # What users act on: the images the int8 model answers (top score at or above its abstain threshold).
+    answered = np.asarray(report["int8"]["test_top_score"]) >= report["int8"]["abstain_threshold"]
+    report["answered_int8_test"] = int(answered.sum())
+    report["agreement_int8_float32_test_answered"] = float((i8[answered] == f32[answered]).mean())
     report["agreement_float32_keras_test"] = float((f32 == keras_test.argmax(1)).mean())
     report["size_ratio_int8_float32"] = report["int8"]["bytes"] / report["float32"]["bytes"]
     report["test_labels"] = stst.labels.tolist()

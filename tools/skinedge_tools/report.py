@@ -221,7 +221,14 @@ def build(
     w("")
     w(
         f"Top-1 agreement int8 vs float32 on test: **{rb['agreement_int8_float32_test']:.4f}** "
-        f"(validation: {np.mean(np.asarray(i8['val_pred']) == np.asarray(f32['val_pred'])):.4f}); float32 .tflite vs "
+        f"(validation: {np.mean(np.asarray(i8['val_pred']) == np.asarray(f32['val_pred'])):.4f}"
+        + (
+            f"; on the {rb['answered_int8_test']} test images int8 answers, above its abstain threshold: "
+            f"{rb['agreement_int8_float32_test_answered']:.4f}"
+            if "answered_int8_test" in rb
+            else ""
+        )
+        + "); float32 .tflite vs "
         f"Keras checkpoint: {rb['agreement_float32_keras_test']:.4f}. Macro-F1 change int8 - float32: "
         f"{(i8['test']['macro_f1'] - f32['test']['macro_f1']) * 100:+.2f} points.\n"
     )
