@@ -26,7 +26,7 @@ def dump(args: argparse.Namespace) -> int:
 
     clf = Classifier(args.model, labels=args.labels, num_threads=args.threads)
     scale, zero = clf.output_details["quantization"]
-    step = float(scale) or _recorded_step(clf.model_files)
+    step = float(scale) or _recorded_step(clf.model_files, str(clf.model_path))
     images = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     rows = []
     for path in images:
@@ -55,13 +55,11 @@ def dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recorded_step(files: dict[str, bytes]) -> float:
-    from skinedge.selftest import VECTORS_NAME
+def _recorded_step(files: dict[str, bytes], source: str) -> float:
+    """The step a model's self-test vectors record (1.0, i.e. raw values, for a model without vectors)."""
+    from skinedge.selftest import VECTORS_NAME, decode_vectors
 
-    try:
-        return float(json.loads(files[VECTORS_NAME])["output_scale"]) or 1.0
-    except (KeyError, ValueError, TypeError):
-        return 1.0
+    return decode_vectors(files, source)[0] if VECTORS_NAME in files else 1.0
 
 
 def _predictions(path: Path) -> dict[str, dict]:

@@ -163,6 +163,13 @@ def plot(results: dict) -> list[Path]:
     return made
 
 
+def _did_not_run(errors: dict[str, str] | None) -> list[str]:
+    """Table footer naming each contender that failed, with the last line of its error."""
+    if not errors:
+        return []
+    return ["", "Did not run: " + "; ".join(f"{k}: {v.strip().splitlines()[-1][:200]}" for k, v in errors.items())]
+
+
 def tables(results: dict) -> str:
     """Markdown tables of the medians and ratios (pasted into docs/benchmarks.md)."""
     lines: list[str] = []
@@ -205,9 +212,7 @@ def tables(results: dict) -> str:
                 cells = [f"{x['decode']:.1f} / {x['preprocess']:.1f} / {x['invoke']:.1f}" if (x := by_t[allt].get(s))
                          else "-" for s in sizes]
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        if e.get("errors"):
-            lines += ["", "Did not run: " + "; ".join(f"{k}: {v.strip().splitlines()[-1][:200]}"
-                                                      for k, v in e["errors"].items())]
+        lines += _did_not_run(e.get("errors"))
         lines.append("")
     b = results.get("backends")
     if b:
@@ -223,9 +228,7 @@ def tables(results: dict) -> str:
                 cells.append(f"{s['median']:.2f} ({ratio:.2f}x)" if s and ratio else "-")
             lines.append(f"| {v['format']} | {v['label']} | {v['version']} | {v['delegated']} | "
                          + " | ".join(cells) + " |")
-        if b.get("errors"):
-            lines += ["", "Did not run: " + "; ".join(f"{k}: {v.strip().splitlines()[-1][:200]}"
-                                                      for k, v in b["errors"].items())]
+        lines += _did_not_run(b.get("errors"))
         lines.append("")
     bt = results.get("batch")
     if bt:

@@ -43,19 +43,6 @@ def _images(n: int, seed: int, outliers: int = 0) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _outputs(flat: bytes, images: np.ndarray) -> tuple[np.ndarray, dict]:
-    interp = tf.lite.Interpreter(model_content=flat)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rows = []
-    for img in images:
-        interp.set_tensor(inp["index"], img[None].astype(np.uint8))
-        interp.invoke()
-        scale, zero = out["quantization"]
-        rows.append((interp.get_tensor(out["index"])[0].astype(np.float64) - zero) * scale)
-    return np.stack(rows), inp
-
-
 def _activation_scales(flat: bytes) -> dict[str, float]:
     interp = tf.lite.Interpreter(model_content=flat)
     return {
@@ -65,7 +52,7 @@ def _activation_scales(flat: bytes) -> dict[str, float]:
     }
 
 
-def test_mse_ranges_reach_the_int8_graph_and_keep_raw_pixel_input():
+def test_mse_ranges_reach_the_int8_graph_and_keep_raw_pixel_input(run_tflite):
     """Outlier-stretched activations get finer steps in the converted graph; the output stays as close
     to float as with the observed ranges (the real model's gain is measured by rebuild: docs/report.md)."""
     model = _network()
@@ -76,8 +63,9 @@ def test_mse_ranges_reach_the_int8_graph_and_keep_raw_pixel_input():
     assert all(after[k] <= before[k] * (1 + 1e-6) for k in before)
     assert any(after[k] < 0.8 * before[k] for k in before)  # at least one range was shrunk
     reference = model.predict(held_out, verbose=0)
-    minmax, _ = _outputs(flat_minmax, held_out)
-    mse, inp = _outputs(flat_mse, held_out)
+    minmax, _ = run_tflite(flat_minmax, held_out)
+    mse, interp = run_tflite(flat_mse, held_out)
+    inp = interp.get_input_details()[0]
     assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)  # the pixels go in unchanged
     rmse = {k: float(np.sqrt(((v - reference) ** 2).mean())) for k, v in (("minmax", minmax), ("mse", mse))}
     assert rmse["mse"] <= 1.1 * rmse["minmax"], rmse

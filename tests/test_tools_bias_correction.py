@@ -84,7 +84,7 @@ def test_predicted_int8_weights_match_the_converter():
         assert np.abs(actual - predicted).max() <= 1e-4 * step.max(), shape
 
 
-def test_bias_correction_removes_the_mean_int8_error_and_keeps_the_float_weights():
+def test_bias_correction_removes_the_mean_int8_error_and_keeps_the_float_weights(run_tflite):
     calibration, held_out = _images(64, seed=2), _images(64, seed=3)
     plain, corrected = _network(), _network()
     kernels_before = [w.copy() for w in corrected.get_layer("dw").get_weights()]
@@ -95,15 +95,8 @@ def test_bias_correction_removes_the_mean_int8_error_and_keeps_the_float_weights
     reference = plain.predict(held_out, verbose=0)
 
     def mean_abs_bias(model: keras.Model) -> float:
-        interp = _interpreter(to_tflite(model, calibration))
-        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-        outputs = []
-        for img in held_out:
-            interp.set_tensor(inp["index"], img[None].astype(np.uint8))
-            interp.invoke()
-            scale, zero = out["quantization"]
-            outputs.append((interp.get_tensor(out["index"])[0].astype(np.float64) - zero) * scale)
-        return float(np.abs((np.stack(outputs) - reference).mean(axis=0)).mean())
+        outputs, _ = run_tflite(to_tflite(model, calibration), held_out)
+        return float(np.abs((outputs - reference).mean(axis=0)).mean())
 
     before, after = mean_abs_bias(plain), mean_abs_bias(corrected)
     assert after < 0.5 * before, (before, after)

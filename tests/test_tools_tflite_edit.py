@@ -21,7 +21,7 @@ from skinedge_tools.tflite_edit import (  # noqa: E402
     standard_metadata,
 )
 
-from skinedge.backend import create_interpreter, delegate_status  # noqa: E402
+from skinedge.backend import delegate_status  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,32 +36,19 @@ def int8_logits_model() -> tuple[bytes, np.ndarray]:
     return to_tflite(model, images), images.astype(np.uint8)
 
 
-def _run(flat: bytes, images: np.ndarray) -> tuple[np.ndarray, dict, bool]:
-    interp, _ = create_interpreter(flat, num_threads=1)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rows = []
-    for img in images:
-        interp.set_tensor(inp["index"], img[None])
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0].astype(np.float64)
-        scale, zero = out["quantization"]
-        rows.append((y - zero) * scale if scale else y)
-    return np.stack(rows), out, delegate_status(interp)
-
-
-def test_softmax_tail_outputs_calibrated_float_probabilities(int8_logits_model):
+def test_softmax_tail_outputs_calibrated_float_probabilities(int8_logits_model, run_tflite):
     flat, images = int8_logits_model
-    logits, out, _ = _run(flat, images)
-    assert out["dtype"] == np.int8
+    logits, interp = run_tflite(flat, images)
+    assert interp.get_output_details()[0]["dtype"] == np.int8
     temperature = 0.7
-    probs, out2, status = _run(append_calibrated_softmax(flat, temperature), images)
+    probs, interp2 = run_tflite(append_calibrated_softmax(flat, temperature), images)
     z = logits / temperature
     expected = np.exp(z - z.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
-    assert out2["dtype"] == np.float32
+    assert interp2.get_output_details()[0]["dtype"] == np.float32
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert np.array_equal(probs.argmax(1), logits.argmax(1))
-    assert status.partitions >= 1  # the int8 body still goes to XNNPACK
+    assert delegate_status(interp2).partitions >= 1  # the int8 body still goes to XNNPACK
 
 
 def _table(buf: bytes, pos: int) -> flatbuffers.table.Table:
@@ -95,7 +82,7 @@ def _byte(t, slot: int) -> int:
 
 
 @pytest.mark.parametrize("float_input", [False, True])
-def test_standard_metadata_is_stored_and_follows_the_schema(int8_logits_model, float_input):
+def test_standard_metadata_is_stored_and_follows_the_schema(int8_logits_model, float_input, run_tflite):
     """Field slots as in TFLite's metadata_schema.fbs (ModelMetadata, SubGraphMetadata, TensorMetadata)."""
     flat, images = int8_logits_model
     meta = standard_metadata(
@@ -109,7 +96,7 @@ def test_standard_metadata_is_stored_and_follows_the_schema(int8_logits_model, f
         labels_file="labels.txt",
     )
     edited = add_standard_metadata(flat, meta)
-    np.testing.assert_array_equal(_run(edited, images)[0], _run(flat, images)[0])  # the graph is untouched
+    np.testing.assert_array_equal(run_tflite(edited, images)[0], run_tflite(flat, images)[0])  # graph untouched
 
     from tensorflow.lite.python import schema_py_generated as schema
 

@@ -86,11 +86,11 @@ def standard_metadata(
     }.items()}  # fmt: skip
 
     # Input: image properties (RGB, default size), normalization for float inputs, 0-255 stats.
-    _start(b, 2)  # ImageSize
+    b.StartObject(2)  # ImageSize
     b.PrependUint32Slot(0, input_size[1], 0)  # width
     b.PrependUint32Slot(1, input_size[0], 0)  # height
     size = b.EndObject()
-    _start(b, 2)  # ImageProperties
+    b.StartObject(2)  # ImageProperties
     b.PrependInt8Slot(0, 1, 0)  # color_space = RGB
     b.PrependUOffsetTRelativeSlot(1, size, 0)
     image_props = b.EndObject()
@@ -98,17 +98,17 @@ def standard_metadata(
     in_units = []
     if float_input:
         mean, std = _float_vector(b, [0.0]), _float_vector(b, [1.0])
-        _start(b, 2)  # NormalizationOptions
+        b.StartObject(2)  # NormalizationOptions
         b.PrependUOffsetTRelativeSlot(0, mean, 0)
         b.PrependUOffsetTRelativeSlot(1, std, 0)
         norm = b.EndObject()
-        _start(b, 2)  # ProcessUnit
+        b.StartObject(2)  # ProcessUnit
         b.PrependUint8Slot(0, 1, 0)  # ProcessUnitOptions.NormalizationOptions
         b.PrependUOffsetTRelativeSlot(1, norm, 0)
         in_units.append(b.EndObject())
     in_stats = _stats(b, [255.0], [0.0])
     in_units_vec = _offset_vector(b, in_units) if in_units else None
-    _start(b, 7)  # TensorMetadata
+    b.StartObject(7)  # TensorMetadata
     b.PrependUOffsetTRelativeSlot(0, s["image"], 0)
     b.PrependUOffsetTRelativeSlot(1, s["image_desc"], 0)
     b.PrependUOffsetTRelativeSlot(3, image_content, 0)
@@ -118,17 +118,17 @@ def standard_metadata(
     input_meta = b.EndObject()
 
     # Output: feature content, 0-1 stats, the label file.
-    _start(b, 0)  # FeatureProperties (empty)
+    b.StartObject(0)  # FeatureProperties (empty)
     feature = b.EndObject()
     out_content = _content(b, 1, feature)  # ContentProperties.FeatureProperties
     out_stats = _stats(b, [1.0], [0.0])
-    _start(b, 5)  # AssociatedFile
+    b.StartObject(5)  # AssociatedFile
     b.PrependUOffsetTRelativeSlot(0, s["labels"], 0)
     b.PrependUOffsetTRelativeSlot(1, s["labels_desc"], 0)
     b.PrependInt8Slot(2, 2, 0)  # TENSOR_AXIS_LABELS
     label_file = b.EndObject()
     files = _offset_vector(b, [label_file])
-    _start(b, 7)  # TensorMetadata
+    b.StartObject(7)  # TensorMetadata
     b.PrependUOffsetTRelativeSlot(0, s["probability"], 0)
     b.PrependUOffsetTRelativeSlot(1, s["prob_desc"], 0)
     b.PrependUOffsetTRelativeSlot(3, out_content, 0)
@@ -137,13 +137,13 @@ def standard_metadata(
     output_meta = b.EndObject()
 
     inputs, outputs = _offset_vector(b, [input_meta]), _offset_vector(b, [output_meta])
-    _start(b, 10)  # SubGraphMetadata
+    b.StartObject(10)  # SubGraphMetadata
     b.PrependUOffsetTRelativeSlot(0, s["name"], 0)
     b.PrependUOffsetTRelativeSlot(2, inputs, 0)
     b.PrependUOffsetTRelativeSlot(3, outputs, 0)
     subgraph = b.EndObject()
     subgraphs = _offset_vector(b, [subgraph])
-    _start(b, 8)  # ModelMetadata
+    b.StartObject(8)  # ModelMetadata
     b.PrependUOffsetTRelativeSlot(0, s["name"], 0)
     b.PrependUOffsetTRelativeSlot(1, s["description"], 0)
     b.PrependUOffsetTRelativeSlot(2, s["version"], 0)
@@ -156,12 +156,8 @@ def standard_metadata(
     return bytes(b.Output())
 
 
-def _start(b: flatbuffers.Builder, num_fields: int) -> None:
-    b.StartObject(num_fields)
-
-
 def _content(b: flatbuffers.Builder, properties_type: int, properties: int) -> int:
-    _start(b, 3)  # Content: union type (slot 0), union value (slot 1), range (slot 2)
+    b.StartObject(3)  # Content: union type (slot 0), union value (slot 1), range (slot 2)
     b.PrependUint8Slot(0, properties_type, 0)
     b.PrependUOffsetTRelativeSlot(1, properties, 0)
     return b.EndObject()
@@ -169,7 +165,7 @@ def _content(b: flatbuffers.Builder, properties_type: int, properties: int) -> i
 
 def _stats(b: flatbuffers.Builder, maxima: list[float], minima: list[float]) -> int:
     hi, lo = _float_vector(b, maxima), _float_vector(b, minima)
-    _start(b, 2)
+    b.StartObject(2)
     b.PrependUOffsetTRelativeSlot(0, hi, 0)
     b.PrependUOffsetTRelativeSlot(1, lo, 0)
     return b.EndObject()
