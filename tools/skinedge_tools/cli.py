@@ -44,8 +44,13 @@ def main(verbose: bool) -> None:
 @click.option("--size", default=224, show_default=True, type=int)
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--epochs", default=None, help="Epochs per stage, e.g. 12,10,8.")
-@click.option("--lrs", default=None, help="Learning rate per stage, e.g. 1e-3,3e-5,1e-5.")
-@click.option("--unfreeze-from", default=None, help="First backbone layer trained in stages 2-3 (default block_13).")
+@click.option("--lrs", default=None, help="Learning rate per stage, e.g. 1e-3,1e-4,1e-5.")
+@click.option("--unfreeze-from", default=None, help="First backbone layer trained in stages 2-3 (default block_8).")
+@click.option("--zoom", default=0.2, show_default=True, type=float, help="RandomZoom factor (stages 2-3).")
+@click.option(
+    "--translate", default=0.1, show_default=True, type=float, help="RandomTranslation fraction (0 disables)."
+)
+@click.option("--contrast", default=0.2, show_default=True, type=float, help="RandomContrast factor (0 disables).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--limit-per-class", default=None, type=int, help="Use at most N images per class and split (smoke runs)."
@@ -72,6 +77,9 @@ def train(
     epochs,
     lrs,
     unfreeze_from,
+    zoom,
+    translate,
+    contrast,
     seed,
     limit_per_class,
     only,
@@ -91,6 +99,9 @@ def train(
         batch_size=batch_size,
         seed=seed,
         limit_per_class=limit_per_class,
+        zoom=zoom,
+        translate=translate,
+        contrast=contrast,
     )
     if classes:
         cfg.classes = tuple(c.strip() for c in classes.split(","))

@@ -68,13 +68,24 @@ def set_trainable_from(model: keras.Model, first_layer: str | None) -> int:
     return count
 
 
-def augmenter(rotation: float, zoom: float, flip: str = "horizontal_and_vertical", seed: int = 0) -> keras.Sequential:
-    """The paper's augmentation (flip, rotation, zoom) applied to float pixel batches."""
-    return keras.Sequential(
-        [
-            layers.RandomFlip(flip, seed=seed),
-            layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1),
-            layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2),
-        ],
-        name="augment",
-    )
+def augmenter(
+    rotation: float,
+    zoom: float,
+    flip: str = "horizontal_and_vertical",
+    seed: int = 0,
+    *,
+    translate: float = 0.0,
+    contrast: float = 0.0,
+) -> keras.Sequential:
+    """The paper's augmentation (flip, rotation, zoom), plus optional shifts and contrast jitter,
+    applied to float pixel batches in [0, 255]."""
+    steps = [
+        layers.RandomFlip(flip, seed=seed),
+        layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2),
+    ]
+    if translate:
+        steps.append(layers.RandomTranslation(translate, translate, fill_mode="reflect", seed=seed + 3))
+    if contrast:
+        steps.append(layers.RandomContrast(contrast, seed=seed + 4))
+    return keras.Sequential(steps, name="augment")

@@ -49,8 +49,8 @@ def paper_stages() -> list[StageConfig]:
         StageConfig(
             "stage2",
             epochs=10,
-            lr=3e-5,
-            unfreeze_from="block_13",
+            lr=1e-4,
+            unfreeze_from="block_8",
             augment=True,
             schedule="cosine",
             keep_best="val_macro_f1",
@@ -59,7 +59,7 @@ def paper_stages() -> list[StageConfig]:
             "stage3",
             epochs=8,
             lr=1e-5,
-            unfreeze_from="block_13",
+            unfreeze_from="block_8",
             augment=True,
             class_weights=True,
             early_stop_patience=3,
@@ -80,7 +80,9 @@ class TrainConfig:
     dropout: float = 0.2
     label_smoothing: float = 0.1
     rotation: float = 0.1
-    zoom: float = 0.1
+    zoom: float = 0.2
+    translate: float = 0.1  # fraction of height/width (0 disables)
+    contrast: float = 0.2  # RandomContrast factor (0 disables)
     seed: int = 0
     limit_per_class: int | None = None  # small subsets for smoke runs
     source_commit: str | None = None  # git commit of the code that trained (filled in by run())
@@ -96,6 +98,9 @@ class TrainConfig:
     def from_json(cls, text: str) -> TrainConfig:
         d = json.loads(text)
         d["classes"] = tuple(d["classes"])
+        # runs recorded before these options existed had neither augmentation
+        d.setdefault("translate", 0.0)
+        d.setdefault("contrast", 0.0)
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         return cls(**d)
 
@@ -270,7 +275,11 @@ def _fit_stage(model, cfg, stage, strategy, xs, ys_int, ys, xv, yv) -> dict:
             loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
             metrics=_metrics(),
         )
-    aug = augmenter(cfg.rotation, cfg.zoom, seed=cfg.seed) if stage.augment else None
+    aug = (
+        augmenter(cfg.rotation, cfg.zoom, seed=cfg.seed, translate=cfg.translate, contrast=cfg.contrast)
+        if stage.augment
+        else None
+    )
     callbacks = []
     if stage.early_stop_patience:
         callbacks.append(
