@@ -68,8 +68,16 @@ POINT: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 
 def _percentile_ci(samples: tuple[np.ndarray, ...], statistic, n_resamples: int, seed: int) -> tuple[float, float]:
     """Paired percentile-bootstrap 95% CI (resampling test images together across ``samples``)."""
-    res = stats.bootstrap(samples, statistic, paired=True, vectorized=True, n_resamples=n_resamples,
-                          confidence_level=0.95, method="percentile", random_state=seed)
+    res = stats.bootstrap(
+        samples,
+        statistic,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=0.95,
+        method="percentile",
+        random_state=seed,
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

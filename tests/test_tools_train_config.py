@@ -1,0 +1,42 @@
+"""Training configuration: the augmentation stack it builds, and that recorded runs read back faithfully."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
+
+from skinedge_tools.model import augmenter  # noqa: E402
+from skinedge_tools.train import TrainConfig  # noqa: E402
+
+
+def _layer_types(seq) -> list[str]:
+    return [type(layer).__name__ for layer in seq.layers]
+
+
+def test_augmenter_adds_shift_and_contrast_only_when_asked():
+    assert _layer_types(augmenter(0.1, 0.2)) == ["RandomFlip", "RandomRotation", "RandomZoom"]
+    full = augmenter(0.1, 0.2, translate=0.1, contrast=0.2)
+    assert _layer_types(full) == ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast"]
+
+
+def test_augmenter_changes_pixels_in_training_only():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, size=(4, 32, 32, 3)).astype(np.float32)
+    aug = augmenter(0.1, 0.2, seed=3, translate=0.1, contrast=0.2)
+    assert np.array_equal(np.asarray(aug(batch, training=False)), batch)
+    out = np.asarray(aug(batch, training=True))
+    assert out.shape == batch.shape and not np.allclose(out, batch)
+    assert out.min() >= -1e-3 and out.max() <= 255 + 1e-3  # still pixel values for the model's Rescaling
+
+
+def test_config_round_trips_and_old_runs_read_as_unaugmented():
+    cfg = TrainConfig(data_root="data", translate=0.05, contrast=0.3)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    old = json.loads(cfg.to_json())
+    del old["translate"], old["contrast"]  # a run recorded before these options existed
+    back = TrainConfig.from_json(json.dumps(old))
+    assert back.translate == 0.0 and back.contrast == 0.0
