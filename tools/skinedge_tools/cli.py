@@ -192,7 +192,7 @@ def evaluate(model, data_root, split, as_json) -> None:
 
     with Classifier(model) as clf:
         s = data_mod.discover(data_root, clf.labels)[split]
-        logits, labels, failed = [], [], 0
+        probs, labels, failed = [], [], 0
         for rel, y in zip(s.paths, s.labels):
             try:
                 pixels = clf.preprocess(s.root / rel)[0]
@@ -200,9 +200,11 @@ def evaluate(model, data_root, split, as_json) -> None:
                 failed += 1
                 click.echo(f"error: {exc}", err=True)
                 continue
-            logits.append(clf.raw_output(pixels))
+            probs.append(clf.invoke(pixels))  # calibrated scores, whether the file ends in logits or softmax
             labels.append(y)
-        m = metrics(np.asarray(labels), np.asarray(logits), clf.labels, clf.temperature)
+        # log p are logits whose softmax is p itself: metrics() then scores exactly what users get.
+        log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+        m = metrics(np.asarray(labels), log_probs, clf.labels)
     m["failed"] = failed
     if as_json:
         click.echo(json.dumps(m, indent=1))
