@@ -49,7 +49,7 @@ def test_recorded_test_metrics_reproduce_through_the_runtime(bundled, skin6_dir)
     assert round(sklearn_metrics.f1_score(y, pred, average="macro"), 4) == metrics["test_macro_f1"]
 
 
-def test_evaluate_command_reproduces_recorded_metrics(skin6_dir):
+def test_evaluate_command_reproduces_recorded_metrics(bundled, skin6_dir):
     """``skinedge-tools evaluate`` scores the calibrated probabilities the file outputs (a second softmax
     over them would flatten every score: ECE 0.48 instead of 0.036 on this model)."""
     pytest.importorskip("sklearn", reason="skinedge-tools evaluate needs the training tools (pip install -e ./tools)")
@@ -62,7 +62,7 @@ def test_evaluate_command_reproduces_recorded_metrics(skin6_dir):
     out = CliRunner().invoke(main, args)
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
-    recorded = Classifier(bundled_model_path(), num_threads=1).metadata.metrics
+    recorded = bundled.metadata.metrics
     assert got["failed"] == 0 and got["n"] == recorded["test_n"]
     assert round(got["accuracy"], 4) == recorded["test_accuracy"]
     assert round(got["macro_f1"], 4) == recorded["test_macro_f1"]
