@@ -145,8 +145,17 @@ def train(
     show_default=True,
     help="int8 activation ranges: least quantization error (mse) or the observed min/max.",
 )
+@click.option(
+    "--weight-rounding",
+    type=click.Choice(["gptq", "nearest"]),
+    default="gptq",
+    show_default=True,
+    help="int8 weight rounding: least layer-output error on the calibration images (gptq), or nearest.",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
-def rebuild(run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, cache_dir) -> None:
+def rebuild(
+    run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, weight_rounding, cache_dir
+) -> None:
     """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
     from skinedge_tools.quantize import rebuild as do_rebuild
 
@@ -159,6 +168,7 @@ def rebuild(run_dir, stage, out_dir, data_root, representative, bias_correction,
         data_root,
         bias_correction,
         activation_ranges,
+        weight_rounding,
     )
     i8, f32 = report["int8"], report["float32"]
     click.echo(

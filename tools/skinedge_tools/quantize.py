@@ -27,6 +27,7 @@ from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
 from skinedge_tools.activation_ranges import quantize_with_mse_ranges
 from skinedge_tools.bias_correction import correct_int8_bias
+from skinedge_tools.gptq import gptq_round_int8
 from skinedge_tools.tflite_edit import add_standard_metadata, append_calibrated_softmax, standard_metadata
 
 INT8_NAME = "skinedge_mobilenetv2_int8.tflite"
@@ -94,13 +95,18 @@ def rebuild(
     data_root: str | None = None,
     bias_correction: bool = True,
     activation_ranges: str = "mse",
+    weight_rounding: str = "gptq",
 ) -> dict[str, Any]:
     """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``.
 
     With ``bias_correction`` the int8 artifact is converted from a copy of the network whose biases
     absorb the expected weight-rounding error (``skinedge_tools.bias_correction``); float32 is untouched.
-    ``activation_ranges`` is passed to :func:`to_tflite` for the int8 artifact.
+    ``activation_ranges`` is passed to :func:`to_tflite` for the int8 artifact. ``weight_rounding``:
+    ``gptq`` rounds the convolutions' int8 weights for the least output error on the representative
+    images (``skinedge_tools.gptq``), ``nearest`` leaves the converter's round-to-nearest.
     """
+    if weight_rounding not in ("gptq", "nearest"):
+        raise ValueError(f"weight_rounding must be 'gptq' or 'nearest', got {weight_rounding!r}")
     from skinedge_tools.train import discover_splits, load_trained
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -114,17 +120,22 @@ def rebuild(
     rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
     keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
     out_dir.mkdir(parents=True, exist_ok=True)
-    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction, activation_ranges)
+    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction, activation_ranges, weight_rounding)
     report: dict[str, Any] = {"provenance": provenance}
     to_quantize = model
+    if bias_correction or weight_rounding == "gptq":
+        to_quantize, _ = load_trained(run_dir, stage)  # a copy: its weights end up on the int8 grid
+    if weight_rounding == "gptq":
+        report["weight_rounding"] = [r.__dict__ for r in gptq_round_int8(to_quantize, rep)]
     if bias_correction:
-        to_quantize, _ = load_trained(run_dir, stage)
+        # After GPTQ this only moves the dense head's bias: the convolutions already sit on the grid.
         report["bias_correction"] = [c.__dict__ for c in correct_int8_bias(to_quantize, rep)]
     artifacts = {
         "int8": (INT8_NAME, to_tflite(to_quantize, rep, activation_ranges)),
         "float32": (FLOAT_NAME, to_tflite(model)),
     }
     report["activation_ranges"] = activation_ranges
+    report["weight_rounding_method"] = weight_rounding
     description = (
         "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
         "Unknown_Normal). Research use; scores are not a medical diagnosis."
@@ -256,7 +267,7 @@ def _raw_outputs(interp, vectors: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def _provenance(
-    run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: bool, activation_ranges: str
+    run_dir: Path, cfg, stage: str, n_rep: int, bias_correction: bool, activation_ranges: str, weight_rounding: str
 ) -> dict[str, Any]:
     cfg_json = json.loads((run_dir / "config.json").read_text())
     manifest = Path(cfg.data_root) / "manifest.csv"
@@ -272,6 +283,7 @@ def _provenance(
         "tensorflow": tf.__version__,
         "representative_images": n_rep,
         "quantization": "full-integer int8 PTQ, per-channel weights, uint8 input, int8 logits"
+        + (", GPTQ weight rounding" if weight_rounding == "gptq" else "")
         + (", empirical bias correction" if bias_correction else "")
         + (", MSE activation ranges" if activation_ranges == "mse" else ""),
     }

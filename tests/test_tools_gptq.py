@@ -1,0 +1,61 @@
+"""GPTQ weight rounding: better layer outputs than nearest rounding, on the converter's own int8 grid.
+
+Uses the small MobileNetV2-like network of ``test_tools_bias_correction`` (same layer types and batch-norm
+folding); the full model's figures are in docs/report.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
+keras = pytest.importorskip("keras")
+
+from skinedge_tools.bias_correction import folded_weights, int8_per_channel  # noqa: E402
+from skinedge_tools.gptq import _gptq_rows, gptq_round_int8  # noqa: E402
+from skinedge_tools.quantize import to_tflite  # noqa: E402
+from test_tools_bias_correction import _images, _int8_weights_by_shape, _interpreter, _network  # noqa: E402
+
+
+def _correlated_inputs(n: int, mix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Inputs with correlated features and a non-zero mean, like post-ReLU6 activations."""
+    return np.abs(rng.normal(0, 1, (n, len(mix))) @ mix) + 0.5
+
+
+def test_gptq_rows_stay_on_the_int8_grid_and_cut_held_out_output_error():
+    rng = np.random.default_rng(0)
+    k = 48
+    w = rng.normal(0, 1, (16, k)) * rng.uniform(0.05, 1, (16, 1))
+    mix = rng.normal(0, 1, (k, k)) / np.sqrt(k) + np.eye(k)
+    x_cal, x_new = _correlated_inputs(4000, mix, rng), _correlated_inputs(4000, mix, rng)  # different draws
+    q = _gptq_rows(w, x_cal.T @ x_cal, damp=0.01)
+
+    steps = q / (np.abs(w).max(axis=1, keepdims=True) / 127)
+    assert np.abs(steps - np.round(steps)).max() < 1e-9  # on the grid of the original scales
+    assert np.abs(steps).max() <= 127 + 1e-9
+    assert np.allclose(np.abs(steps).max(axis=1), 127)  # each row keeps its scale (the converter's)
+    nearest = int8_per_channel(w.T, depthwise=False).T
+
+    def err(z):
+        return np.linalg.norm((z - w) @ x_new.T)
+
+    assert err(q) < 0.7 * err(nearest), (err(q), err(nearest))
+
+
+def test_converter_keeps_the_integers_gptq_chose():
+    model = _network()
+    original = [folded_weights(model.get_layer(n), model.get_layer(n + "_bn")) for n in ("conv", "dw")]
+    gptq_round_int8(model, _images(32, seed=1))
+    conv, dw = (folded_weights(model.get_layer(n), model.get_layer(n + "_bn")) for n in ("conv", "dw"))
+    weights = _int8_weights_by_shape(_interpreter(to_tflite(model, _images(16, seed=1))))
+    for shape, chosen, before, depthwise in (
+        ((16, 3, 3, 3), conv, original[0], False),
+        ((1, 3, 3, 16), dw, original[1], True),
+    ):
+        # The chosen weights are their own int8 rounding, and the converted file holds exactly them.
+        assert np.allclose(int8_per_channel(chosen, depthwise), chosen, rtol=0, atol=1e-6 * np.abs(chosen).max())
+        actual = weights[shape]
+        assert np.abs(actual - chosen.transpose(3, 0, 1, 2)).max() <= 1e-5 * np.abs(chosen).max(), shape
+        # ...and they are not simply nearest rounding (else this test would prove nothing).
+        assert not np.allclose(chosen, int8_per_channel(before, depthwise)), shape

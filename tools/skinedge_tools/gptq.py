@@ -1,0 +1,182 @@
+"""Data-aware int8 weight rounding (GPTQ: Frantar et al. 2023, "GPTQ: Accurate Post-Training
+Quantization for Generative Pre-trained Transformers", the OBQ update applied column by column).
+
+Rounding each weight to its nearest int8 step is optimal for the weight, not for the layer's output.
+With batch norm folded in, MobileNetV2's depthwise kernels have channels whose 9 weights sit few steps
+apart, and nearest rounding shifts their outputs systematically: on the shipped model, nearest
+rounding alone (activations left in float) agreed with the float model on only 92% of test images.
+GPTQ rounds one input column at a time and spreads each rounding error over the columns not yet
+rounded, weighted by the inverse of ``H = X Xᵀ`` (the layer's input second moments on calibration
+images), so the layer's *output* error ``(W_q - W) X`` is what gets minimised.
+
+The result is handed to the ordinary TFLite converter: we write weights that already sit on the int8
+grid the converter will use (batch norm folded as the converter folds it, symmetric per-output-channel
+scales ``max|W| / 127``), and keep each channel's largest weight fixed at ±127 steps so the converter
+derives the same scale and its own rounding leaves our choice untouched. ``tests/`` checks that the
+converted file holds exactly the integers chosen here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from skinedge_tools.bias_correction import (
+    _all_layers,
+    _batch_norm_after,
+    _bn_factor,
+    _expected_output,
+    _mean_inputs,
+    _symbolic_inputs,
+    folded_weights,
+)
+
+# Convolutions only: the dense head sees one 1280-vector per image, so a few hundred calibration
+# images cannot pin down its 1280x1280 input moments (GPTQ then fits noise); it keeps nearest rounding
+# and the plain bias correction.
+_CONV_TYPES = (keras.layers.DepthwiseConv2D, keras.layers.Conv2D)
+
+
+@dataclass(frozen=True)
+class LayerRounding:
+    """How far one layer's output error moved: relative ``||(W_q - W) X||`` before and after."""
+
+    layer: str
+    nearest: float
+    gptq: float
+
+
+def gptq_round_int8(
+    model: keras.Model, images: np.ndarray, *, batch_size: int = 8, damp: float = 0.1
+) -> list[LayerRounding]:
+    """Replace every convolution's (and dense layer's) kernel by its GPTQ int8 rounding, in place.
+
+    ``images`` are calibration inputs in the model's input format. The float weights of ``model`` are
+    overwritten with values on the int8 grid, so apply this to a copy that is only converted to int8.
+    """
+    layers = [layer for layer in _all_layers(model) if isinstance(layer, _CONV_TYPES)]
+    bn_after = _batch_norm_after(model)
+    hessians = _input_moments(model, layers, images, batch_size)
+    means = _mean_inputs(model, layers, images, batch_size)
+    report = []
+    for layer, h, mean_input in zip(layers, hessians, means, strict=True):
+        bn = bn_after.get(id(layer))
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        folded = folded_weights(layer, bn)
+        rows = _as_rows(folded, depthwise)  # (groups, out, K): one H per group
+        q = np.stack([_gptq_rows(r, hh, damp) for r, hh in zip(rows, h, strict=True)])
+        report.append(LayerRounding(layer.name, _rel_error(rows, _nearest(rows), h), _rel_error(rows, q, h)))
+        kernel = _from_rows(q, folded.shape, depthwise)
+        # What GPTQ leaves of the error's mean goes into the bias: spatial pooling averages zero-mean
+        # errors away but passes a constant offset straight to the logits.
+        shift = _expected_output(layer, (kernel - folded).astype(np.float32), mean_input.astype(np.float32))
+        weights = layer.get_weights()
+        if bn is not None:
+            factor = _bn_factor(bn)
+            kernel = kernel / (factor.reshape(1, 1, -1, 1) if depthwise else factor)
+            gamma, beta, mean, var = bn.get_weights()
+            bn.set_weights([gamma, beta - shift, mean, var])
+        else:
+            weights[1] = weights[1] - shift
+        weights[0] = kernel.astype(np.float32)
+        layer.set_weights(weights)
+    return report
+
+
+# ---------------------------------------------------------------- layouts
+def _as_rows(w: np.ndarray, depthwise: bool) -> np.ndarray:
+    """Kernel as (groups, out_rows, K). Depthwise (H, W, C, 1): C groups of one row over H*W taps;
+    conv (H, W, in, out) and dense (in, out): one group, out rows over H*W*in columns."""
+    if depthwise:
+        kh, kw, c, m = w.shape
+        return w.reshape(kh * kw, c * m).T[:, None, :]
+    return w.reshape(-1, w.shape[-1]).T[None]
+
+
+def _from_rows(q: np.ndarray, shape: tuple[int, ...], depthwise: bool) -> np.ndarray:
+    if depthwise:
+        kh, kw, c, m = shape
+        return q[:, 0, :].T.reshape(shape)
+    return q[0].T.reshape(shape)
+
+
+# ---------------------------------------------------------------- input second moments
+def _input_moments(model: keras.Model, layers: list, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Per layer, ``sum X Xᵀ`` over calibration positions, shaped (groups, K, K)."""
+    (pixels,) = model.inputs
+    probe = keras.Model(pixels, _symbolic_inputs(model, layers))
+    sums: list[np.ndarray | None] = [None] * len(layers)
+    for start in range(0, len(images), batch_size):
+        outs = probe(images[start : start + batch_size].astype(np.float32), training=False)
+        for i, (layer, x) in enumerate(zip(layers, outs, strict=True)):
+            m = _moment(layer, tf.convert_to_tensor(x)).numpy().astype(np.float64)
+            sums[i] = m if sums[i] is None else sums[i] + m
+    if sums[0] is None:
+        raise ValueError("GPTQ needs at least one calibration image")
+    return sums
+
+
+def _moment(layer, x: tf.Tensor) -> tf.Tensor:
+    if isinstance(layer, keras.layers.Dense):
+        x = tf.reshape(x, (-1, x.shape[-1]))
+        return tf.matmul(x, x, transpose_a=True)[None]
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    patches = tf.image.extract_patches(x, [1, kh, kw, 1], [1, sh, sw, 1], [1, 1, 1, 1], layer.padding.upper())
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        p = tf.transpose(tf.reshape(patches, (-1, kh * kw, x.shape[-1])), (2, 1, 0))  # (C, taps, N)
+        return tf.matmul(p, p, transpose_b=True)  # per channel: taps x taps (faster than einsum)
+    p = tf.reshape(patches, (-1, patches.shape[-1]))
+    return tf.matmul(p, p, transpose_a=True)[None]
+
+
+# ---------------------------------------------------------------- the rounding
+def _scales(w: np.ndarray) -> np.ndarray:
+    s = np.abs(w).max(axis=1, keepdims=True) / 127.0
+    return np.where(s == 0, 1.0, s)
+
+
+def _nearest(rows: np.ndarray) -> np.ndarray:
+    out = np.empty_like(rows)
+    for g, w in enumerate(rows):
+        s = _scales(w)
+        out[g] = np.clip(np.round(w / s), -127, 127) * s
+    return out
+
+
+def _gptq_rows(w: np.ndarray, h: np.ndarray, damp: float) -> np.ndarray:
+    """GPTQ for rows ``w`` (out, K) sharing input moments ``h`` (K, K), with each row's scale fixed."""
+    w = w.astype(np.float64).copy()
+    s = _scales(w)
+    k = w.shape[1]
+    h = h.copy()
+    dead = np.diag(h) == 0
+    h[dead, dead] = 1.0
+    h += damp * np.mean(np.diag(h)) * np.eye(k)
+    order = np.argsort(-np.diag(h))  # "act order": most-used inputs first
+    w, h = w[:, order], h[np.ix_(order, order)]
+    # Each row's largest weight stays at exactly ±127 steps, so the converter derives the same scale.
+    anchor = np.zeros_like(w, dtype=bool)
+    anchor[np.arange(len(w)), np.abs(w).argmax(axis=1)] = True
+    fixed = np.where(anchor, w, 0.0)
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
+    q = np.empty_like(w)
+    for i in range(k):
+        qi = np.clip(np.round(w[:, i : i + 1] / s), -127, 127) * s
+        q[:, i : i + 1] = qi
+        err = (w[:, i : i + 1] - qi) / u[i, i]
+        w[:, i + 1 :] -= err * u[i : i + 1, i + 1 :]
+        w = np.where(anchor, fixed, w)
+    out = np.empty_like(q)
+    out[:, order] = q
+    return out
+
+
+def _rel_error(w: np.ndarray, q: np.ndarray, h: np.ndarray) -> float:
+    """``sqrt(tr(E H Eᵀ) / tr(W H Wᵀ))`` summed over groups: output error relative to output size."""
+    num = sum(np.einsum("ok,kl,ol->", e, hh, e) for e, hh in zip(q - w, h, strict=True))
+    den = sum(np.einsum("ok,kl,ol->", x, hh, x) for x, hh in zip(w, h, strict=True))
+    return float(np.sqrt(num / den)) if den > 0 else 0.0
