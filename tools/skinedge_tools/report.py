@@ -232,14 +232,24 @@ def build(
         f"Keras checkpoint: {rb['agreement_float32_keras_test']:.4f}. Macro-F1 change int8 - float32: "
         f"{(i8['test']['macro_f1'] - f32['test']['macro_f1']) * 100:+.2f} points.\n"
     )
+    steps = []
+    if rb.get("weight_rounding"):
+        wr = rb["weight_rounding"]
+        ratio = np.median([r["gptq"] / r["nearest"] for r in wr if r["nearest"] > 0])
+        steps.append(
+            f"GPTQ weight rounding ({len(wr)} convolutions; median layer-output error {ratio:.2f}x that of "
+            "nearest rounding on the calibration images)"
+        )
     if rb.get("bias_correction"):
         top = max(rb["bias_correction"], key=lambda c: c["max_abs"])
-        w(
-            f"The int8 file was converted with empirical bias correction ({len(rb['bias_correction'])} layers; "
+        steps.append(
+            f"empirical bias correction ({len(rb['bias_correction'])} layers; "
             f"largest channel shift {top['max_abs']:.3f} in `{top['layer']}`)"
-            + (" and MSE-chosen activation ranges" if rb.get("activation_ranges") == "mse" else "")
-            + ": see docs/method.md, Quantization.\n"
         )
+    if rb.get("activation_ranges") == "mse":
+        steps.append("MSE-chosen activation ranges")
+    if steps:
+        w("The int8 file was converted with " + ", ".join(steps) + ": see docs/method.md, Quantization.\n")
     if latency:
         w(
             f"Latency measured side by side in one process ({latency['cpu']}), {latency['runs']} interleaved invokes "
