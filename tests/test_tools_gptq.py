@@ -59,3 +59,24 @@ def test_converter_keeps_the_integers_gptq_chose():
         assert np.abs(actual - chosen.transpose(3, 0, 1, 2)).max() <= 1e-5 * np.abs(chosen).max(), shape
         # ...and they are not simply nearest rounding (else this test would prove nothing).
         assert not np.allclose(chosen, int8_per_channel(before, depthwise)), shape
+
+
+def test_depth_multiplier_and_layers_without_batch_norm():
+    """Layouts MobileNetV2 does not use: a depthwise multiplier of 2, and a conv with its own bias."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", use_bias=False, name="dw2")(inputs)
+    x = keras.layers.BatchNormalization(name="dw2_bn")(x)
+    x = keras.layers.Conv2D(4, 1, use_bias=True, name="biased")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    bias_before = model.get_layer("biased").get_weights()[1].copy()
+    images = np.random.default_rng(0).uniform(0, 1, (16, 12, 12, 3)).astype(np.float32)
+    report = gptq_round_int8(model, images)
+
+    assert [r.layer for r in report] == ["dw2", "biased"]
+    assert all(r.gptq <= r.nearest + 1e-12 for r in report)
+    dw = folded_weights(model.get_layer("dw2"), model.get_layer("dw2_bn"))
+    conv = folded_weights(model.get_layer("biased"), None)
+    assert np.allclose(int8_per_channel(dw, True), dw, rtol=0, atol=1e-6 * np.abs(dw).max())
+    assert np.allclose(int8_per_channel(conv, False), conv, rtol=0, atol=1e-6 * np.abs(conv).max())
+    assert not np.array_equal(model.get_layer("biased").get_weights()[1], bias_before)  # the mean went here

@@ -52,7 +52,8 @@ class LayerRounding:
 def gptq_round_int8(
     model: keras.Model, images: np.ndarray, *, batch_size: int = 8, damp: float = 0.1
 ) -> list[LayerRounding]:
-    """Replace every convolution's (and dense layer's) kernel by its GPTQ int8 rounding, in place.
+    """Replace every convolution's kernel by its GPTQ int8 rounding, in place, and move the rounding
+    error's mean into the layer's bias (its batch norm's beta).
 
     ``images`` are calibration inputs in the model's input format. The float weights of ``model`` are
     overwritten with values on the int8 grid, so apply this to a copy that is only converted to int8.
@@ -76,10 +77,10 @@ def gptq_round_int8(
         weights = layer.get_weights()
         if bn is not None:
             factor = _bn_factor(bn)
-            kernel = kernel / (factor.reshape(1, 1, -1, 1) if depthwise else factor)
+            kernel = kernel / (factor.reshape(1, 1, *folded.shape[2:]) if depthwise else factor)
             gamma, beta, mean, var = bn.get_weights()
             bn.set_weights([gamma, beta - shift, mean, var])
-        else:
+        elif layer.use_bias:
             weights[1] = weights[1] - shift
         weights[0] = kernel.astype(np.float32)
         layer.set_weights(weights)
@@ -88,18 +89,17 @@ def gptq_round_int8(
 
 # ---------------------------------------------------------------- layouts
 def _as_rows(w: np.ndarray, depthwise: bool) -> np.ndarray:
-    """Kernel as (groups, out_rows, K). Depthwise (H, W, C, 1): C groups of one row over H*W taps;
-    conv (H, W, in, out) and dense (in, out): one group, out rows over H*W*in columns."""
+    """Kernel as (groups, out_rows, K). Depthwise (H, W, C, M): C groups (one per input channel, whose
+    patches they share) of M rows over H*W taps; conv (H, W, in, out): one group, out rows over H*W*in."""
     if depthwise:
         kh, kw, c, m = w.shape
-        return w.reshape(kh * kw, c * m).T[:, None, :]
+        return w.reshape(kh * kw, c, m).transpose(1, 2, 0)
     return w.reshape(-1, w.shape[-1]).T[None]
 
 
 def _from_rows(q: np.ndarray, shape: tuple[int, ...], depthwise: bool) -> np.ndarray:
     if depthwise:
-        kh, kw, c, m = shape
-        return q[:, 0, :].T.reshape(shape)
+        return q.transpose(2, 0, 1).reshape(shape)
     return q[0].T.reshape(shape)
 
 
