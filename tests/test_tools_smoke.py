@@ -124,6 +124,21 @@ def test_conversion_is_deterministic(smoke):
     assert to_tflite(model, rep) == to_tflite(model, rep)
 
 
+def test_rebuild_with_nearest_rounding_skips_gptq(smoke, tmp_path):
+    """``--weight-rounding nearest`` is the converter's plain rounding: no GPTQ step, other int8 weights."""
+    from skinedge_tools.cli import main
+
+    args = ["rebuild", "--run", str(smoke["run"]), "--out", str(tmp_path), "--representative", "24"]
+    r = CliRunner().invoke(main, [*args, "--weight-rounding", "nearest", "--cache-dir", str(smoke["cache"])])
+    assert r.exit_code == 0, r.output
+    nearest = json.loads((tmp_path / "rebuild_report.json").read_text())
+    gptq = json.loads((smoke["models"] / "rebuild_report.json").read_text())
+    assert nearest["weight_rounding_method"] == "nearest" and "weight_rounding" not in nearest
+    assert gptq["weight_rounding_method"] == "gptq" and len(gptq["weight_rounding"]) > 0
+    assert "GPTQ" not in nearest["provenance"]["quantization"] and "GPTQ" in gptq["provenance"]["quantization"]
+    assert nearest["int8"]["flatbuffer_sha256"] != gptq["int8"]["flatbuffer_sha256"]
+
+
 def test_report_has_every_section_and_figure(smoke):
     text = (smoke["docs"] / "report.md").read_text()
     for heading in (
