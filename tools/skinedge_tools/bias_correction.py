@@ -103,16 +103,26 @@ def _expected_output(layer: keras.layers.Layer, error: np.ndarray, mean_input: n
 
 def _mean_inputs(model: keras.Model, layers: list, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Each layer's input averaged over ``images`` (per position and channel), from the float model."""
+    sums = sum_over_layer_inputs(model, layers, images, batch_size, lambda layer, x: (x.sum(axis=0),))
+    return [s / len(images) for (s,) in sums]
+
+
+def sum_over_layer_inputs(model: keras.Model, layers: list, images: np.ndarray, batch_size: int, reduce) -> list:
+    """Run ``images`` through the float model once, in batches, and sum ``reduce(layer, x)`` per layer.
+
+    ``x`` is the batch of ``layer``'s inputs (float64); ``reduce`` returns a tuple of arrays, summed
+    element by element over batches. One pass serves every statistic a caller needs.
+    """
     (pixels,) = model.inputs  # one image input, as in every model this project builds
     probe = keras.Model(pixels, _symbolic_inputs(model, layers))
-    sums: list[np.ndarray] | None = None
+    sums: list[tuple] | None = None
     for start in range(0, len(images), batch_size):
         outs = probe(images[start : start + batch_size].astype(np.float32), training=False)
-        batch = [np.asarray(o, dtype=np.float64).sum(axis=0) for o in outs]
-        sums = batch if sums is None else [a + b for a, b in zip(sums, batch, strict=True)]
+        batch = [reduce(layer, np.asarray(o, dtype=np.float64)) for layer, o in zip(layers, outs, strict=True)]
+        sums = batch if sums is None else [tuple(a + b for a, b in zip(s, t)) for s, t in zip(sums, batch)]
     if sums is None:
-        raise ValueError("bias correction needs at least one calibration image")
-    return [s / len(images) for s in sums]
+        raise ValueError("needs at least one calibration image")
+    return sums
 
 
 def _symbolic_inputs(model: keras.Model, layers: list) -> list:

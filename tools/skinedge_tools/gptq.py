@@ -29,9 +29,9 @@ from skinedge_tools.bias_correction import (
     _batch_norm_after,
     _bn_factor,
     _expected_output,
-    _mean_inputs,
-    _symbolic_inputs,
     folded_weights,
+    int8_per_channel,
+    sum_over_layer_inputs,
 )
 
 # Convolutions only: the dense head sees one 1280-vector per image, so a few hundred calibration
@@ -60,8 +60,7 @@ def gptq_round_int8(
     """
     layers = [layer for layer in _all_layers(model) if isinstance(layer, _CONV_TYPES)]
     bn_after = _batch_norm_after(model)
-    hessians = _input_moments(model, layers, images, batch_size)
-    means = _mean_inputs(model, layers, images, batch_size)
+    hessians, means = _input_statistics(model, layers, images, batch_size)
     report = []
     for layer, h, mean_input in zip(layers, hessians, means, strict=True):
         bn = bn_after.get(id(layer))
@@ -69,7 +68,8 @@ def gptq_round_int8(
         folded = folded_weights(layer, bn)
         rows = _as_rows(folded, depthwise)  # (groups, out, K): one H per group
         q = np.stack([_gptq_rows(r, hh, damp) for r, hh in zip(rows, h, strict=True)])
-        report.append(LayerRounding(layer.name, _rel_error(rows, _nearest(rows), h), _rel_error(rows, q, h)))
+        nearest = _as_rows(int8_per_channel(folded, depthwise), depthwise)
+        report.append(LayerRounding(layer.name, _rel_error(rows, nearest, h), _rel_error(rows, q, h)))
         kernel = _from_rows(q, folded.shape, depthwise)
         # What GPTQ leaves of the error's mean goes into the bias: spatial pooling averages zero-mean
         # errors away but passes a constant offset straight to the logits.
@@ -104,19 +104,18 @@ def _from_rows(q: np.ndarray, shape: tuple[int, ...], depthwise: bool) -> np.nda
 
 
 # ---------------------------------------------------------------- input second moments
-def _input_moments(model: keras.Model, layers: list, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Per layer, ``sum X Xᵀ`` over calibration positions, shaped (groups, K, K)."""
-    (pixels,) = model.inputs
-    probe = keras.Model(pixels, _symbolic_inputs(model, layers))
-    sums: list[np.ndarray | None] = [None] * len(layers)
-    for start in range(0, len(images), batch_size):
-        outs = probe(images[start : start + batch_size].astype(np.float32), training=False)
-        for i, (layer, x) in enumerate(zip(layers, outs, strict=True)):
-            m = _moment(layer, tf.convert_to_tensor(x)).numpy().astype(np.float64)
-            sums[i] = m if sums[i] is None else sums[i] + m
-    if sums[0] is None:
-        raise ValueError("GPTQ needs at least one calibration image")
-    return sums
+def _input_statistics(
+    model: keras.Model, layers: list, images: np.ndarray, batch_size: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per layer, in one pass: ``sum X Xᵀ`` over calibration positions, shaped (groups, K, K), and the
+    input averaged over images (per position and channel, for the bias shift)."""
+
+    def reduce(layer, x):
+        moment = _moment(layer, tf.constant(x, dtype=tf.float32)).numpy().astype(np.float64)
+        return moment, x.sum(axis=0)
+
+    sums = sum_over_layer_inputs(model, layers, images, batch_size, reduce)
+    return [m for m, _ in sums], [s / len(images) for _, s in sums]
 
 
 def _moment(layer, x: tf.Tensor) -> tf.Tensor:
@@ -137,14 +136,6 @@ def _moment(layer, x: tf.Tensor) -> tf.Tensor:
 def _scales(w: np.ndarray) -> np.ndarray:
     s = np.abs(w).max(axis=1, keepdims=True) / 127.0
     return np.where(s == 0, 1.0, s)
-
-
-def _nearest(rows: np.ndarray) -> np.ndarray:
-    out = np.empty_like(rows)
-    for g, w in enumerate(rows):
-        s = _scales(w)
-        out[g] = np.clip(np.round(w / s), -127, 127) * s
-    return out
 
 
 def _gptq_rows(w: np.ndarray, h: np.ndarray, damp: float) -> np.ndarray:
