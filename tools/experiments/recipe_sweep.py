@@ -3,9 +3,11 @@
 Not the product's training path (that is ``skinedge-tools train``, TensorFlow). This script runs the
 same network (``skinedge_tools.model``) and the same three stages under Keras 3's PyTorch backend, so
 it runs where TensorFlow is not installed, several variants in parallel worker processes. The data
-come as a pack of the runtime-preprocessed arrays re-encoded as JPEG (quality 90, mean absolute pixel
-error 1.7/255) to fit a 64 MiB transfer: figures from here rank variants; the shipped figures come
-from the TensorFlow pipeline on the original files.
+come as a pack of the runtime-preprocessed arrays re-encoded as JPEG (``--quality``, default 90: mean
+absolute pixel error 1.7/255; the 2026-11-26 run used 85, 2/255, to fit a 64 MiB transfer): figures from
+here rank variants; the shipped figures come from the TensorFlow pipeline on the original files. Class
+weights and metrics come from scikit-learn here because ``skinedge_tools.data`` imports the runtime,
+which the GPU machine did not have.
 
     python tools/experiments/recipe_sweep.py pack --cache-dir CACHE --out pack.npz   # needs tools/ (TF)
     KERAS_BACKEND=torch python tools/experiments/recipe_sweep.py sweep --pack pack.npz \\
