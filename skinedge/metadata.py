@@ -52,6 +52,8 @@ class ModelMetadata:
         input_shape, input_dtype, num_outputs: what the tensors must look like; checked at load.
         model_sha256: SHA-256 of the flatbuffer part (everything before the metadata archive).
         name, description, provenance, metrics: free-form documentation of the model.
+        explain: the model's class-activation map outputs, for ``Classifier.explain``:
+            ``{"maps": [{"output": name, "grid": [h, w]}, ...], "fusion": ...}``; empty when it has none.
     """
 
     labels: tuple[str, ...]
@@ -69,8 +71,15 @@ class ModelMetadata:
     description: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def map_outputs(self) -> tuple[str, ...]:
+        """Names of the class-activation map outputs (none for a plain classifier)."""
+        return tuple(str(m["output"]) for m in self.explain.get("maps", ()))
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"explain": self.explain} if self.explain else {}  # older files keep their exact JSON
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -90,6 +99,7 @@ class ModelMetadata:
             "model_sha256": self.model_sha256,
             "provenance": self.provenance,
             "metrics": self.metrics,
+            **extra,
         }
 
     @classmethod
@@ -120,6 +130,7 @@ class ModelMetadata:
                 description=str(d.get("description", "")),
                 provenance=dict(d.get("provenance") or {}),
                 metrics=dict(d.get("metrics") or {}),
+                explain=dict(d.get("explain") or {}),
             )
         except MetadataError:
             raise
@@ -129,7 +140,7 @@ class ModelMetadata:
         return md
 
     def validate(self, source: str = "<metadata>") -> None:
-        """Check internal consistency (not against tensors: see :func:`check_against_tensors`)."""
+        """Check internal consistency (against the model's tensors: :class:`skinedge.Classifier` does that on load)."""
         if not self.labels:
             raise MetadataError(source, "metadata has no labels")
         if len(set(self.labels)) != len(self.labels):
@@ -142,6 +153,14 @@ class ModelMetadata:
             raise MetadataError(source, f"abstain threshold must be in [0, 1], got {self.abstain_threshold}")
         if not self.input_std > 0:
             raise MetadataError(source, f"input std must be positive, got {self.input_std}")
+        maps = self.explain.get("maps", []) if self.explain else []
+        if not isinstance(maps, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("output"), str)
+            and isinstance(m.get("grid"), list) and len(m["grid"]) == 2
+            and all(isinstance(v, int) and v > 0 for v in m["grid"])
+            for m in maps
+        ):
+            raise MetadataError(source, "explain.maps must list {output: name, grid: [h, w]} entries")
         if self.num_outputs is not None and self.num_outputs != len(self.labels):
             raise MetadataError(source, f"metadata lists {len(self.labels)} labels for {self.num_outputs} outputs")
 

@@ -13,6 +13,8 @@ already appends in the standard zip layout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
@@ -69,8 +71,12 @@ def standard_metadata(
     input_size: tuple[int, int],
     float_input: bool,
     labels_file: str,
+    extra_outputs: tuple[tuple[str, str], ...] = (),
 ) -> bytes:
     """A ModelMetadata flatbuffer for an RGB image classifier with probability outputs.
+
+    ``extra_outputs``: (name, description) of outputs after the probabilities (the class-activation
+    maps), described as unlabelled features: readers that need one entry per output (MediaPipe) get it.
 
     Float inputs get ``NormalizationOptions(mean 0, std 1)``: our models rescale pixels inside the
     graph, so readers must pass raw 0-255 values (MediaPipe insists on the options for float inputs).
@@ -135,8 +141,18 @@ def standard_metadata(
     b.PrependUOffsetTRelativeSlot(5, out_stats, 0)
     b.PrependUOffsetTRelativeSlot(6, files, 0)
     output_meta = b.EndObject()
+    extra_metas = []
+    for extra_name, extra_desc in extra_outputs:
+        name_s, desc_s = b.CreateString(extra_name), b.CreateString(extra_desc)
+        b.StartObject(0)  # FeatureProperties (empty)
+        extra_content = _content(b, 1, b.EndObject())
+        b.StartObject(7)  # TensorMetadata
+        b.PrependUOffsetTRelativeSlot(0, name_s, 0)
+        b.PrependUOffsetTRelativeSlot(1, desc_s, 0)
+        b.PrependUOffsetTRelativeSlot(3, extra_content, 0)
+        extra_metas.append(b.EndObject())
 
-    inputs, outputs = _offset_vector(b, [input_meta]), _offset_vector(b, [output_meta])
+    inputs, outputs = _offset_vector(b, [input_meta]), _offset_vector(b, [output_meta, *extra_metas])
     b.StartObject(10)  # SubGraphMetadata
     b.PrependUOffsetTRelativeSlot(0, s["name"], 0)
     b.PrependUOffsetTRelativeSlot(2, inputs, 0)
@@ -226,3 +242,143 @@ def _builtin(code) -> int:
 def _name(entry) -> str:
     name = entry.name
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+# -- class-activation maps: the head applied at every position, from the same invoke --------------------
+
+#: Output names the runtime looks for (``skinedge.metadata.ModelMetadata.explain`` records them too).
+CLASS_MAPS = "class_maps"
+CLASS_MAPS_FINE = "class_maps_fine"
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    """Where a converted ``features -> MEAN -> FULLY_CONNECTED`` classifier keeps its head.
+
+    ``weights`` (classes x channels) and ``bias`` are dequantized from the file, so maps made from them
+    are the head the int8 (or float) graph really runs. ``fine_features`` is the input of the stride-2
+    op that produces the last resolution: twice as fine, the layer a finer map is read from.
+    """
+
+    features: int
+    fine_features: int
+    logits: int
+    weights: np.ndarray
+    bias: np.ndarray
+
+
+def find_classifier_head(flat: bytes) -> ClassifierHead:
+    """Locate the global-average-pooling classifier head of a single-subgraph ``.tflite`` model."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    (graph,) = model.subgraphs
+    producer = {int(t): op for op in graph.operators for t in op.outputs}
+    for op in graph.operators:
+        if _builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.FULLY_CONNECTED:
+            continue
+        pool = producer.get(int(op.inputs[0]))
+        if pool is None or _builtin(model.operatorCodes[pool.opcodeIndex]) != schema.BuiltinOperator.MEAN:
+            continue
+        features = int(pool.inputs[0])
+        shape = [int(v) for v in graph.tensors[features].shape]
+        if len(shape) != 4:
+            continue
+        weights = _dequantized_constant(model, graph, int(op.inputs[1]), axis=0)
+        has_bias = len(op.inputs) > 2 and int(op.inputs[2]) >= 0  # the converter drops an all-zero bias
+        bias = _dequantized_constant(model, graph, int(op.inputs[2]), axis=0) if has_bias else np.zeros(len(weights))
+        return ClassifierHead(features, _fine_features(model, graph, producer, features), int(op.outputs[0]),
+                              weights, bias)
+    raise ValueError("no FULLY_CONNECTED over a global MEAN of a 4-D feature map: not a pooled-CNN classifier")
+
+
+def _fine_features(model, graph, producer: dict, features: int) -> int:
+    """The input of the first op that downsamples into the feature map's resolution (through any PAD)."""
+    h, w = (int(v) for v in graph.tensors[features].shape[1:3])
+    for op in graph.operators:
+        out, src = graph.tensors[int(op.outputs[0])], int(op.inputs[0])
+        if len(out.shape) == 4 and tuple(int(v) for v in out.shape[1:3]) == (h, w) and src >= 0:
+            src_shape = [int(v) for v in graph.tensors[src].shape]
+            if len(src_shape) == 4 and src_shape[1] > h:
+                pad = producer.get(src)
+                if pad is not None and _builtin(model.operatorCodes[pad.opcodeIndex]) in (
+                    schema.BuiltinOperator.PAD, schema.BuiltinOperator.PADV2
+                ):
+                    src = int(pad.inputs[0])
+                return src
+    raise ValueError(f"no op downsamples into the {h}x{w} feature map")
+
+
+def _dequantized_constant(model, graph, index: int, axis: int) -> np.ndarray:
+    tensor = graph.tensors[index]
+    raw = model.buffers[tensor.buffer].data
+    dtype = {schema.TensorType.FLOAT32: "<f4", schema.TensorType.INT8: "i1", schema.TensorType.INT32: "<i4"}[
+        tensor.type
+    ]
+    values = np.frombuffer(bytes(np.asarray(raw, dtype=np.uint8)), dtype=dtype).astype(np.float64)
+    values = values.reshape([int(v) for v in tensor.shape])
+    q = tensor.quantization
+    if tensor.type != schema.TensorType.FLOAT32 and q is not None and q.scale is not None and len(q.scale):
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        scale = np.asarray(q.scale, dtype=np.float64).reshape(shape if len(q.scale) > 1 else [1] * values.ndim)
+        zero = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0], dtype=np.float64)
+        values = (values - zero.reshape(scale.shape)) * scale
+    return values
+
+
+def expose_tensors(flat: bytes, indices: list[int]) -> bytes:
+    """``flat`` with extra graph outputs (for reading intermediate tensors while fitting; not shipped)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    (graph,) = model.subgraphs
+    graph.outputs = np.asarray(list(graph.outputs) + list(indices), dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def add_class_activation_maps(flat: bytes, fine_weights: np.ndarray, fine_bias: np.ndarray) -> bytes:
+    """``flat`` with two more float32 outputs computed in the same invoke (Zhou et al., CVPR 2016):
+
+    * ``class_maps`` ``[1, h, w, K]``: the classifier's own head applied as a 1x1 convolution at every
+      position of the last feature map; its spatial mean is the logits (up to int8 rounding).
+    * ``class_maps_fine`` ``[1, 2h, 2w, K]``: a linear head fitted to the logits (``fine_weights``
+      ``K x C'``, ``fine_bias``) applied to the finer layer :func:`find_classifier_head` names.
+
+    Each is ``DEQUANTIZE`` (int8 graphs) + float ``CONV_2D`` 1x1: a few hundred thousand MACs beside the
+    network's ~300 million. The existing outputs and every existing op are left as they are.
+    """
+    head = find_classifier_head(flat)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    (graph,) = model.subgraphs
+    for name, src, w, b in (
+        (CLASS_MAPS, head.features, head.weights, head.bias),
+        (CLASS_MAPS_FINE, head.fine_features, np.asarray(fine_weights), np.asarray(fine_bias)),
+    ):
+        shape = [int(v) for v in graph.tensors[src].shape]
+        if w.shape != (len(head.bias), shape[3]) or b.shape != (len(head.bias),):
+            raise ValueError(f"{name}: head {w.shape} / {b.shape} does not fit features {shape}")
+        if graph.tensors[src].type != schema.TensorType.FLOAT32:
+            dq = _add_tensor(model, graph, f"{name}_features", shape)
+            _add_op(model, graph, schema.BuiltinOperator.DEQUANTIZE, [src], [dq], version=2)
+            src = dq
+        kernel = _add_constant(model, graph, f"{name}_kernel", w.reshape(w.shape[0], 1, 1, w.shape[1]))
+        bias = _add_constant(model, graph, f"{name}_bias", b)
+        out = _add_tensor(model, graph, name, [1, shape[1], shape[2], w.shape[0]])
+        options = schema.Conv2DOptionsT()
+        options.padding = schema.Padding.VALID
+        options.strideW = options.strideH = 1
+        options.dilationWFactor = options.dilationHFactor = 1
+        options.fusedActivationFunction = schema.ActivationFunctionType.NONE
+        _add_op(model, graph, schema.BuiltinOperator.CONV_2D, [src, kernel, bias], [out],
+                schema.BuiltinOptions.Conv2DOptions, options)
+        graph.outputs = np.asarray(list(graph.outputs) + [out], dtype=np.int32)
+        for sig in model.signatureDefs or []:
+            entry = schema.TensorMapT()
+            entry.name, entry.tensorIndex = name, out
+            sig.outputs = list(sig.outputs or []) + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _add_constant(model, graph, name: str, values: np.ndarray) -> int:
+    index = _add_tensor(model, graph, name, values.shape)
+    model.buffers[graph.tensors[index].buffer].data = np.frombuffer(
+        np.ascontiguousarray(values, dtype="<f4").tobytes(), dtype=np.uint8
+    )
+    return index

@@ -1,0 +1,129 @@
+"""Heatmaps, measured: how faithful (deletion test) and what they cost (explain vs classify latency).
+
+    python benchmarks/explain_bench.py faithfulness --split val --every 1
+    python benchmarks/explain_bench.py faithfulness --split test --every 1
+    python benchmarks/explain_bench.py latency --threads 1 --threads 2
+
+Faithfulness: for each skin6 photo of a split, the top class's score is measured on the photo, with the
+hottest 20% of it greyed out by each heatmap variant, and with random rectangles of 20% of the area (the
+photo's aspect; mean of 4, seeded) greyed out. Variants: ``cam`` (the 7x7 classifier-head map alone),
+``fine`` (the fitted 14x14 map alone), ``fused`` (what ``Classifier.explain`` returns). A faithful map's
+hot region hurts the score more than a random one: the share of photos where it does is the figure.
+
+Latency: ``explain`` and ``classify`` on the same photos, interleaved in rounds, one process, median of
+each; the ratio is the cost of a heatmap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from skinedge import Classifier
+from skinedge.explain import deletion_drops, heatmap_for, random_deletion_drop
+from skinedge.preprocess import IMAGE_SUFFIXES, resize
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _photos(shared: Path, split: str, every: int) -> list[Path]:
+    files = sorted((shared / "data" / "skin6" / split).rglob("*"))
+    return [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()][::every]
+
+
+def faithfulness(clf: Classifier, photos: list[Path], trials: int = 4) -> dict:
+    names = clf.metadata.map_outputs
+    rows = []
+    for i, path in enumerate(photos):
+        decoded = clf.decode_image(path)
+        scores, maps = clf.invoke_with_maps(resize(decoded, clf.spec))
+        c = int(np.argmax(scores))
+        variants = {
+            "cam": heatmap_for([maps[names[0]]], c, decoded.size, clf.spec),
+            "fine": heatmap_for([maps[names[1]]], c, decoded.size, clf.spec),
+            "fused": heatmap_for([maps[n] for n in names], c, decoded.size, clf.spec),
+        }
+        base = float(scores[c])
+        hot = deletion_drops(clf, decoded, c, base, list(variants.values()))
+        rand = random_deletion_drop(clf, decoded, c, base, trials=trials, seed=i)
+        rows.append({"photo": str(path.relative_to(path.parents[2])), "label": clf.labels[c], "score": base,
+                     "random_drop": rand, **{f"{k}_drop": d for k, d in zip(variants, hot)}})
+    summary = {"n": len(rows), "random_mean_drop": float(np.mean([r["random_drop"] for r in rows]))}
+    rng = np.random.default_rng(0)
+    for k in ("cam", "fine", "fused"):
+        wins = np.asarray([r[f"{k}_drop"] > r["random_drop"] for r in rows], dtype=float)
+        boot = [wins[rng.integers(0, len(wins), len(wins))].mean() for _ in range(2000)]
+        summary[k] = {
+            "hot_mean_drop": float(np.mean([r[f"{k}_drop"] for r in rows])),
+            "share_hot_hurts_more": float(wins.mean()),
+            "share_ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+        }
+    return {"summary": summary, "rows": rows}
+
+
+def latency(model: str | None, photos: list[Path], threads: int, rounds: int = 5) -> dict:
+    with Classifier(model, num_threads=threads) as clf:
+        for p in photos[:5]:  # warm caches and the interpreter
+            clf.classify(p)
+            clf.explain(p)
+        t_classify, t_explain = [], []
+        for _ in range(rounds):
+            for p in photos:
+                t0 = time.perf_counter()
+                clf.classify(p)
+                t1 = time.perf_counter()
+                clf.explain(p)
+                t2 = time.perf_counter()
+                t_classify.append((t1 - t0) * 1000)
+                t_explain.append((t2 - t1) * 1000)
+    c, e = float(np.median(t_classify)), float(np.median(t_explain))
+    return {"threads": threads, "n": len(t_classify), "classify_p50_ms": c, "explain_p50_ms": e,
+            "explain_over_classify": e / c}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["faithfulness", "latency"])
+    ap.add_argument("--model", default=None, help="a .tflite with class-map outputs (default: the bundled one)")
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--split", default="test", choices=["train", "val", "test"])
+    ap.add_argument("--every", type=int, default=1, help="use every N-th photo of the split")
+    ap.add_argument("--threads", type=int, action="append", help="latency: thread counts (default 1 and 2)")
+    ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/explain_<what>.json)")
+    args = ap.parse_args()
+    photos = _photos(Path(args.shared), args.split, args.every)
+    if not photos:
+        sys.exit(f"no photos under {args.shared}/data/skin6/{args.split}")
+    meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+            "split": args.split, "every": args.every, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.what == "faithfulness":
+        with Classifier(args.model, num_threads=2) as clf:
+            result = {**meta, "model_sha256": clf.model_sha256, **faithfulness(clf, photos)}
+        s = result["summary"]
+        print(f"{args.split}: n={s['n']}, random 20% mean drop {s['random_mean_drop']:.3f}")
+        for k in ("cam", "fine", "fused"):
+            v = s[k]
+            print(f"  {k:<6} hot 20% mean drop {v['hot_mean_drop']:.3f}; hot hurts more on "
+                  f"{v['share_hot_hurts_more']:.3f} [{v['share_ci95'][0]:.3f}, {v['share_ci95'][1]:.3f}]")
+        out = Path(args.out or RESULTS / f"explain_faithfulness_{args.split}.json")
+    else:
+        runs = [latency(args.model, photos[:40], t) for t in (args.threads or [1, 2])]
+        result = {**meta, "runs": runs}
+        for r in runs:
+            print(f"threads {r['threads']}: classify p50 {r['classify_p50_ms']:.2f} ms, explain p50 "
+                  f"{r['explain_p50_ms']:.2f} ms, ratio {r['explain_over_classify']:.3f} (n={r['n']})")
+        out = Path(args.out or RESULTS / "explain_latency.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
