@@ -72,11 +72,15 @@ def float_model() -> Path | None:
     return path if path.is_file() else None
 
 
-def venv_python(kind: str) -> Path | None:
+def venv_dir(kind: str) -> Path:
+    """Where the contender venv ``kind`` is (``SKINEDGE_BENCH_VENV_<KIND>``, else the default below)."""
     defaults = {"tflrt": "/work/venv-tflrt", "onnx": "/work/venv-onnx", "mp": "/work/venv-mp",
                 "tf2onnx": "/work/venv-tf2onnx"}
-    base = Path(os.environ.get(f"SKINEDGE_BENCH_VENV_{kind.upper()}", defaults[kind]))
-    py = base / "bin" / "python"
+    return Path(os.environ.get(f"SKINEDGE_BENCH_VENV_{kind.upper()}", defaults[kind]))
+
+
+def venv_python(kind: str) -> Path | None:
+    py = venv_dir(kind) / "bin" / "python"
     return py if py.is_file() else None
 
 

@@ -3,6 +3,8 @@
     python benchmarks/explain_bench.py faithfulness --split val --every 1
     python benchmarks/explain_bench.py faithfulness --split test --every 1
     python benchmarks/explain_bench.py latency --threads 1 --threads 2
+    python benchmarks/explain_bench.py unchanged --before OLD.tflite   # scores equal to a file without maps
+    python benchmarks/explain_bench.py figure      # docs/figures/explain_overlays.jpg
 
 Faithfulness: for each skin6 photo of a split, the top class's score is measured on the photo, with the
 hottest 20% of it greyed out by each heatmap variant, and with random rectangles of 20% of the area (the
@@ -68,29 +70,70 @@ def faithfulness(clf: Classifier, photos: list[Path], trials: int = 4) -> dict:
     return {"summary": summary, "rows": rows}
 
 
-def latency(model: str | None, photos: list[Path], threads: int, rounds: int = 5) -> dict:
+def latency(model: str | None, photos: list[Path], threads: int, rounds: int = 10) -> dict:
+    """Median ``classify`` and ``explain`` time on the same photos, interleaved call by call; which of the
+    two goes first alternates, so neither gets the other's warm caches for free."""
     with Classifier(model, num_threads=threads) as clf:
         for p in photos[:5]:  # warm caches and the interpreter
             clf.classify(p)
             clf.explain(p)
         t_classify, t_explain = [], []
-        for _ in range(rounds):
-            for p in photos:
-                t0 = time.perf_counter()
-                clf.classify(p)
-                t1 = time.perf_counter()
-                clf.explain(p)
-                t2 = time.perf_counter()
-                t_classify.append((t1 - t0) * 1000)
-                t_explain.append((t2 - t1) * 1000)
+        for r in range(rounds):
+            for i, p in enumerate(photos):
+                calls = [(clf.classify, t_classify), (clf.explain, t_explain)]
+                for call, times in calls if (r + i) % 2 else calls[::-1]:
+                    t0 = time.perf_counter()
+                    call(p)
+                    times.append((time.perf_counter() - t0) * 1000)
     c, e = float(np.median(t_classify)), float(np.median(t_explain))
     return {"threads": threads, "n": len(t_classify), "classify_p50_ms": c, "explain_p50_ms": e,
             "explain_over_classify": e / c}
 
 
+def unchanged(before: str, model: str | None, photos: list[Path]) -> dict:
+    """Scores of ``model`` against ``before`` (the same graph without map outputs) on every photo."""
+    with Classifier(before, num_threads=2) as old, Classifier(model, num_threads=2) as new:
+        diffs = [np.abs(np.asarray(old.classify(p).scores) - np.asarray(new.classify(p).scores)).max() for p in photos]
+        return {"n": len(diffs), "identical": int(sum(d == 0 for d in diffs)), "max_abs_diff": float(max(diffs)),
+                "before_sha256": old.model_sha256, "model_sha256": new.model_sha256}
+
+
+def figure(model: str | None, photos: list[Path], out: Path, width: int = 260) -> list[str]:
+    """One confidently classified test photo per class, above its heatmap overlay, in a strip."""
+    from PIL import Image, ImageDraw
+
+    from skinedge.explain import overlay
+    from skinedge.preprocess import decode
+
+    tiles, names = [], []
+    with Classifier(model, num_threads=2) as clf:
+        for cls in clf.labels:
+            for path in (p for p in photos if p.parent.name == cls):
+                r = clf.explain(path)
+                if r.label == cls and not r.uncertain:
+                    break
+            else:
+                continue
+            img = decode(path)
+            img.thumbnail((width, width))
+            tile = Image.new("RGB", (width, 2 * img.height + 26), "white")
+            ImageDraw.Draw(tile).text((4, 4), f"{r.label} {r.score:.2f} (heatmap below)", fill="black")
+            tile.paste(img, ((width - img.width) // 2, 20))
+            tile.paste(overlay(img, r.heatmap, alpha=0.6), ((width - img.width) // 2, img.height + 24))
+            tiles.append(tile)
+            names.append(str(path.relative_to(path.parents[2])))
+    sheet = Image.new("RGB", (len(tiles) * (width + 8), max(t.height for t in tiles)), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, (i * (width + 8), 0))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, quality=85)
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["faithfulness", "latency"])
+    ap.add_argument("what", choices=["faithfulness", "latency", "unchanged", "figure"])
+    ap.add_argument("--before", default=None, help="unchanged: the model file before the map outputs were added")
     ap.add_argument("--model", default=None, help="a .tflite with class-map outputs (default: the bundled one)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -113,6 +156,16 @@ def main() -> None:
             print(f"  {k:<6} hot 20% mean drop {v['hot_mean_drop']:.3f}; hot hurts more on "
                   f"{v['share_hot_hurts_more']:.3f} [{v['share_ci95'][0]:.3f}, {v['share_ci95'][1]:.3f}]")
         out = Path(args.out or RESULTS / f"explain_faithfulness_{args.split}.json")
+    elif args.what == "figure":
+        out = Path(args.out or ROOT / "docs" / "figures" / "explain_overlays.jpg")
+        print("\n".join(figure(args.model, photos, out)))
+        print(f"wrote {out}")
+        return
+    elif args.what == "unchanged":
+        result = {**meta, **unchanged(args.before, args.model, photos)}
+        print(f"{args.split}: {result['identical']}/{result['n']} photos with identical scores; "
+              f"max abs difference {result['max_abs_diff']:g}")
+        out = Path(args.out or RESULTS / "explain_scores_unchanged.json")
     else:
         runs = [latency(args.model, photos[:40], t) for t in (args.threads or [1, 2])]
         result = {**meta, "runs": runs}

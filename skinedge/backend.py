@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,13 @@ from skinedge.errors import BackendError, ModelError
 
 #: Backend names, in the order they are tried.
 BACKENDS = ("litert", "tflite_runtime", "tensorflow")
+#: Per backend: the module holding ``Interpreter``, the package's top module (for its version), the pip name.
+#: TensorFlow's is its own interpreter module: ``import tensorflow.lite`` is the source package, whose
+#: ``Interpreter`` attribute TensorFlow 2.21 no longer sets (``tf.lite.Interpreter`` is a lazy API alias).
 _MODULES = {
     "litert": ("ai_edge_litert.interpreter", "ai_edge_litert", "ai-edge-litert"),
     "tflite_runtime": ("tflite_runtime.interpreter", "tflite_runtime", "tflite-runtime"),
-    "tensorflow": ("tensorflow.lite", "tensorflow", "tensorflow"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow", "tensorflow"),
 }
 
 
@@ -57,9 +61,20 @@ def usable_cpus() -> int:
 
 
 def _load(name: str) -> tuple[Any, BackendInfo]:
+    """Import backend ``name``. Raises ImportError when it is absent or unusable (no ``Interpreter``)."""
     module_name, top, package = _MODULES[name]
-    module = importlib.import_module(module_name)
-    top_module = importlib.import_module(top)
+    if name == "tensorflow":  # its interpreter warns, at every construction, in four lines, that it is deprecated
+        warnings.filterwarnings("ignore", r"\s*Warning: tf.lite.Interpreter is deprecated", UserWarning)
+    # Captured: TensorFlow's native start-up banner (oneDNN, CUDA, absl) would land on the user's terminal.
+    with _captured_native_stderr():
+        try:
+            module = importlib.import_module(module_name)
+            top_module = importlib.import_module(top)
+            interpreter_cls = module.Interpreter
+        except ImportError:
+            raise
+        except Exception as exc:  # AttributeError (a release without the API), a broken install's own errors
+            raise ImportError(f"{module_name} has no usable Interpreter ({type(exc).__name__}: {exc})") from None
     version = getattr(top_module, "__version__", None)
     if version is None:
         try:
@@ -68,7 +83,7 @@ def _load(name: str) -> tuple[Any, BackendInfo]:
             version = dist_version(package)
         except Exception:
             version = "unknown"
-    return module.Interpreter, BackendInfo(name=name, package=package, version=str(version))
+    return interpreter_cls, BackendInfo(name=name, package=package, version=str(version))
 
 
 def load_backend(name: str | None = None) -> tuple[Any, BackendInfo]:
@@ -79,13 +94,13 @@ def load_backend(name: str | None = None) -> tuple[Any, BackendInfo]:
         try:
             return _load(name)
         except ImportError as exc:
-            raise BackendError(name, f"not installed ({exc}); pip install {_MODULES[name][2]}") from None
-    errors = []
+            state = "not installed" if isinstance(exc, ModuleNotFoundError) else "not usable"
+            raise BackendError(name, f"{state} ({exc}); pip install {_MODULES[name][2]}") from None
     for candidate in BACKENDS:
         try:
             return _load(candidate)
-        except ImportError as exc:
-            errors.append(f"{candidate}: {exc}")
+        except ImportError:
+            continue
     raise BackendError(
         "backend",
         "no TFLite interpreter installed: pip install ai-edge-litert "
@@ -154,8 +169,13 @@ def _captured_native_stderr():
 def delegate_status(interpreter: Any) -> DelegateStatus:
     """Count the DELEGATE nodes the delegate left in the graph after ``allocate_tensors``."""
     try:
-        ops = interpreter._get_ops_details()
-    except Exception:  # private API: treat an interpreter without it as undelegated
-        return DelegateStatus(delegated=False, partitions=0)
-    n = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+        # The node names alone: ``_get_ops_details()`` also builds every tensor's details (4 ms of each start).
+        wrapper = interpreter._interpreter
+        names = [wrapper.NodeName(i) for i in range(wrapper.NumNodes())]
+    except Exception:  # private API: fall back to the slower listing, else treat as undelegated
+        try:
+            names = [op.get("op_name") for op in interpreter._get_ops_details()]
+        except Exception:
+            return DelegateStatus(delegated=False, partitions=0)
+    n = names.count("DELEGATE")
     return DelegateStatus(delegated=n > 0, partitions=n)

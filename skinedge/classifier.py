@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from skinedge import model_io
-from skinedge.backend import BackendInfo, DelegateStatus, create_interpreter, delegate_status, usable_cpus
-from skinedge.errors import MetadataError, ModelError, SkinedgeError
+from skinedge.backend import DelegateStatus, create_interpreter, delegate_status, usable_cpus
+from skinedge.errors import ImageError, MetadataError, ModelError, SkinedgeError
 from skinedge.metadata import ModelMetadata, read_labels_file
 from skinedge.preprocess import DEFAULT_LIMITS, ImageInput, ImageLimits, PreprocessSpec, decode, describe_source, resize
 
@@ -42,10 +44,11 @@ class Timings:
     decode_ms: float
     preprocess_ms: float
     invoke_ms: float
+    heatmap_ms: float = 0.0  # explain() only: fusing and spreading the maps
 
     @property
     def total_ms(self) -> float:
-        return self.decode_ms + self.preprocess_ms + self.invoke_ms
+        return self.decode_ms + self.preprocess_ms + self.invoke_ms + self.heatmap_ms
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class ClassificationResult:
         uncertain: the top score is below the model's abstain threshold: treat as "no answer".
         scores: every class's score, in label order.
         timings: time spent decoding, preprocessing and invoking.
+        heatmap: from :meth:`Classifier.explain` only (None from ``classify``): a 2-D float32 array in
+            [0, 1] over the image as decoded, the aspect of the upright photo; higher means that region
+            weighed more in the score of ``heatmap_label``. A coarse map, not a lesion outline.
+        heatmap_label: the class the heatmap explains (the top class unless another was asked for).
     """
 
     source: str
@@ -69,6 +76,8 @@ class ClassificationResult:
     uncertain: bool
     scores: tuple[float, ...]
     timings: Timings
+    heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
+    heatmap_label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (used by ``skinedge predict --json``)."""
@@ -82,12 +91,28 @@ class ClassificationResult:
                 "decode": round(self.timings.decode_ms, 3),
                 "preprocess": round(self.timings.preprocess_ms, 3),
                 "invoke": round(self.timings.invoke_ms, 3),
+                **({"heatmap": round(self.timings.heatmap_ms, 3)} if self.heatmap is not None else {}),
             },
+            **({"heatmap_label": self.heatmap_label} if self.heatmap is not None else {}),
         }
 
 
 #: What ``classify_many`` yields for an input it could not classify.
 BatchOutcome = ClassificationResult | SkinedgeError
+
+
+def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """An ``HxWx3`` uint8 frame in OpenCV's BGR order as a C-contiguous RGB copy (the one channel swap for frames)."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"shape {frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ImageError("<frame>", f"expected an HxWx3 uint8 BGR frame, got {got}")
+    cv2 = sys.modules.get("cv2")  # loaded by whoever captured the frame; never imported here
+    if cv2 is not None:
+        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)  # the same bytes, ~10x faster than numpy
+    rgb = np.empty_like(frame, order="C")
+    for i in range(3):  # channel by channel: ~4x faster than copying frame[:, :, ::-1]
+        rgb[:, :, i] = frame[:, :, 2 - i]
+    return rgb
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -158,8 +183,8 @@ class Classifier:
             raise ModelError(name, exc.reason) from None
         self.delegate: DelegateStatus = delegate_status(self._interpreter)
         self._input = self._single(self._interpreter.get_input_details(), "input", name)
-        self._output = self._single(self._interpreter.get_output_details(), "output", name)
         self.metadata: ModelMetadata | None = packed.metadata
+        self._output, self._map_outputs = self._split_outputs(self._interpreter.get_output_details(), name)
         self.model_files: dict[str, bytes] = packed.files  # metadata archive entries (self-test vectors...)
         self.model_sha256: str = packed.sha256
         self.labels: tuple[str, ...] = self._resolve_labels(labels, packed.labels, name)
@@ -195,6 +220,16 @@ class Classifier:
         if len(details) != 1:
             raise ModelError(name, f"expected one {what} tensor, found {len(details)}")
         return details[0]
+
+    def _split_outputs(self, details: list[dict], name: str) -> tuple[dict, dict[str, dict]]:
+        """The scores output, and the class-activation map outputs the metadata names (if any)."""
+        wanted = self.metadata.map_outputs if self.metadata is not None else ()
+        maps = {d["name"]: d for d in details if d["name"] in wanted}
+        missing = sorted(set(wanted) - set(maps))
+        if missing:
+            raise MetadataError(name, f"metadata names map outputs the model does not have: {', '.join(missing)}")
+        scores = self._single([d for d in details if d["name"] not in maps], "output", name)
+        return scores, maps
 
     def _resolve_labels(self, labels: Any, packed_labels: tuple[str, ...] | None, name: str) -> tuple[str, ...]:
         if labels is not None:
@@ -282,6 +317,21 @@ class Classifier:
     def raw_output(self, pixels: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``HxWx3`` uint8 array; return its dequantized output
         (logits or probabilities, per ``output_kind``), before calibration."""
+        return self._run(pixels)[0]
+
+    @property
+    def has_class_maps(self) -> bool:
+        """True if the model outputs class-activation maps (what :meth:`explain` needs)."""
+        return bool(self._map_outputs)
+
+    def invoke_with_maps(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated class scores and every class-activation map output (``h x w x classes`` float32),
+        all from one invoke. Without map outputs the dict is empty."""
+        values, maps = self._run(pixels, with_maps=True)
+        scores = softmax(values, self.temperature) if self.output_kind == "logits" else values
+        return scores, maps
+
+    def _run(self, pixels: np.ndarray, with_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         if self._closed:
             raise RuntimeError("Classifier is closed")
         expected = (self.spec.height, self.spec.width, 3)
@@ -295,6 +345,8 @@ class Classifier:
                 self._interpreter.set_tensor(self._input["index"], tensor)
                 self._interpreter.invoke()
                 raw = self._interpreter.get_tensor(self._output["index"])
+                maps = {k: self._interpreter.get_tensor(d["index"])[0] for k, d in self._map_outputs.items()} \
+                    if with_maps else {}
             except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
                 detail = " ".join(str(exc).split())[:300]
                 raise ModelError(str(self.model_path), f"the interpreter failed to run the model: {detail}") from None
@@ -304,24 +356,30 @@ class Classifier:
         values = raw.reshape(-1).astype(np.float64)
         if self._output["dtype"] in (np.uint8, np.int8) and scale:
             values = (values - zero) * scale
-        return values
+        return values, maps
 
     def invoke(self, pixels: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``HxWx3`` uint8 array; return calibrated class scores."""
         values = self.raw_output(pixels)
         return softmax(values, self.temperature) if self.output_kind == "logits" else values
 
+    def decode_image(self, image: ImageInput) -> Image.Image:
+        """Decode ``image`` to the upright RGB picture the model's spec starts from (JPEG draft scale included)."""
+        draft = (self.spec.width, self.spec.height) if self.spec.jpeg_draft else None
+        return decode(image, draft_size=draft, background=self.spec.alpha_background, limits=self.limits)
+
     def preprocess(self, image: ImageInput) -> tuple[np.ndarray, float, float]:
         """Decode and resize ``image`` exactly as the model was trained; return (pixels, decode_ms, resize_ms)."""
         t0 = time.perf_counter()
-        draft = (self.spec.width, self.spec.height) if self.spec.jpeg_draft else None
-        decoded = decode(image, draft_size=draft, background=self.spec.alpha_background, limits=self.limits)
+        decoded = self.decode_image(image)
         t1 = time.perf_counter()
         pixels = resize(decoded, self.spec)
         t2 = time.perf_counter()
         return pixels, (t1 - t0) * 1000, (t2 - t1) * 1000
 
-    def _result(self, source: str, scores: np.ndarray, timings: Timings) -> ClassificationResult:
+    def result_from_scores(self, source: str, scores: np.ndarray, timings: Timings) -> ClassificationResult:
+        """The result for ``scores`` (calibrated, label order): top class, ``top_k`` past ``score_threshold``,
+        ``uncertain`` below the abstain threshold. What every path that invokes the model reports with."""
         order = np.argsort(-scores, kind="stable")
         top = tuple(
             Category(int(i), self.labels[i], float(scores[i]))
@@ -350,7 +408,29 @@ class Classifier:
         t = time.perf_counter()
         scores = self.invoke(pixels)
         invoke_ms = (time.perf_counter() - t) * 1000
-        return self._result(describe_source(image), scores, Timings(decode_ms, resize_ms, invoke_ms))
+        return self.result_from_scores(describe_source(image), scores, Timings(decode_ms, resize_ms, invoke_ms))
+
+    def explain(self, image: ImageInput, label: str | None = None) -> ClassificationResult:
+        """Classify ``image`` and say where the score came from: the result's ``heatmap``.
+
+        One invoke, as :meth:`classify`: the model's class-activation map outputs come with its
+        scores (see :mod:`skinedge.explain`). ``label`` picks the class to explain (default: the top one).
+
+        Raises:
+            ImageError: as :meth:`classify`.
+            ModelError: the model has no class-activation map outputs.
+            ValueError: ``label`` is not one of the model's labels.
+        """
+        from skinedge.explain import explain  # the capability lives in its own module
+
+        return explain(self, image, label)
+
+    def classify_frame(self, frame_bgr: np.ndarray) -> ClassificationResult:
+        """Classify one video frame as ``cv2.VideoCapture.read`` returns it: ``HxWx3`` uint8, BGR order.
+
+        The frame is swapped to RGB and then decoded and resized exactly as a photo is.
+        """
+        return self.classify(bgr_to_rgb(frame_bgr))
 
     def iter_classify(self, images: Iterable[ImageInput], *, workers: int | None = None) -> Iterator[BatchOutcome]:
         """Classify many images in order, yielding a result or the typed error for each.
@@ -393,7 +473,7 @@ class Classifier:
                 except SkinedgeError as exc:
                     yield exc
                     continue
-                yield self._result(describe_source(item), scores, Timings(decode_ms, resize_ms, invoke_ms))
+                yield self.result_from_scores(describe_source(item), scores, Timings(decode_ms, resize_ms, invoke_ms))
 
     def classify_many(self, images: Iterable[ImageInput], *, workers: int | None = None) -> list[BatchOutcome]:
         """List form of :meth:`iter_classify`: one result or typed error per input, in order."""
@@ -426,5 +506,4 @@ __all__ = [
     "Classifier",
     "DISCLAIMER",
     "Timings",
-    "BackendInfo",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import sys
 from collections.abc import Iterator
@@ -13,23 +12,34 @@ import click
 
 from skinedge.errors import ImageError, SkinedgeError
 
-NOT_A_DIAGNOSIS = "Note: scores from a research model, not a medical diagnosis. Consult a clinician."
-EXIT_FAILED_INPUTS = 1
+#: Exit statuses, the same for every command (README "Command line").
+EXIT_FAILED_INPUTS = 1  # some inputs could not be classified (or selftest: outputs differ)
+EXIT_UNUSABLE_MODEL = 2  # model, labels or backend unusable; also click's status for bad options
 EXIT_INTERRUPTED = 130
 
 
 def _fail(error: SkinedgeError) -> None:
     click.echo(f"error: {error}", err=True)
-    raise SystemExit(2)
+    raise SystemExit(EXIT_UNUSABLE_MODEL)
+
+
+def _echo_disclaimer() -> None:
+    from skinedge.classifier import DISCLAIMER  # the one wording (library, CLI and web page)
+
+    click.echo(DISCLAIMER)
 
 
 def _make_classifier(**kwargs: Any):
     from skinedge.classifier import Classifier
 
     try:
-        return Classifier(**kwargs)
+        clf = Classifier(**kwargs)
     except SkinedgeError as exc:
         _fail(exc)
+    if kwargs.get("labels") is None and clf.labels == tuple(str(i) for i in range(len(clf.labels))):
+        click.echo(f"note: {clf.model_path} carries no labels, so classes are shown as output indexes; "
+                   "pass --labels FILE (one label per line)", err=True)
+    return clf
 
 
 def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
@@ -50,7 +60,9 @@ def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
             yield from found
         elif p.exists() or p.is_symlink():
             yield raw
-        elif glob.has_magic(raw):
+        elif any(c in raw for c in "*?["):  # glob.has_magic, without importing glob for plain paths (~1.5 ms)
+            import glob
+
             matches = sorted(glob.glob(raw, recursive=True))
             if not matches:
                 yield ImageError(raw, "pattern matches no files")
@@ -69,6 +81,9 @@ def main() -> None:
     """skinedge: on-device skin-condition classifier (int8 MobileNetV2, LiteRT + XNNPACK).
 
     Outputs are model scores, not a medical diagnosis.
+
+    Exit status: 0 success; 1 some inputs could not be classified (selftest: outputs differ);
+    2 unusable model, labels or backend, or bad options; 130 interrupted.
     """
 
 
@@ -109,7 +124,7 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
     """Classify images: files, folders (recursively) and glob patterns.
 
     Bad files are reported on stderr with their reason and the rest are still classified. Exit
-    status: 0 if every input was classified, 1 if any failed, 130 if interrupted.
+    status: 0 if every input was classified, 1 if any failed, 2 for an unusable model, 130 if interrupted.
     """
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend, top_k=top_k,
                            score_threshold=threshold, abstain_threshold=abstain)
@@ -120,48 +135,124 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
         failed += 1
         _report_error(bad, as_json)
     ok = 0
-    show_bar = sys.stderr.isatty() and len(sources) > 20
+    progress = _Progress(len(sources))
     try:
-        # Built only when shown: click's progress bar module is a cold-start import.
-        bar_cm = click.progressbar(length=len(sources), file=sys.stderr, label="classifying") if show_bar else _NoBar()
-        with bar_cm as bar:
-            for outcome in clf.iter_classify(sources):
-                if isinstance(outcome, SkinedgeError):
-                    failed += 1
-                    _report_error(outcome, as_json)
-                else:
-                    ok += 1
-                    line = json.dumps(outcome.to_dict()) if as_json else _format_result(outcome)
-                    click.echo(line)
-                bar.update(1)
+        for outcome in clf.iter_classify(sources):
+            progress.clear()
+            if isinstance(outcome, SkinedgeError):
+                failed += 1
+                _report_error(outcome, as_json)
+            else:
+                ok += 1
+                line = json.dumps(outcome.to_dict()) if as_json else _format_result(outcome)
+                click.echo(line)
+            progress.advance()
     except KeyboardInterrupt:
+        progress.clear()
         sys.stdout.flush()
         click.echo(f"interrupted: {ok} classified, {failed} failed, {len(sources) - ok - failed} not reached", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     finally:
+        progress.clear()
         clf.close()
     if not as_json:
         if ok + failed > 1:
             click.echo(f"{ok} classified, {failed} failed")
-        click.echo(NOT_A_DIAGNOSIS)
+        if ok:
+            _echo_disclaimer()
     raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
 
 
-class _NoBar:
-    def __enter__(self) -> _NoBar:
-        return self
+class _Progress:
+    """``classifying 12/66 [#####-----] 18%`` on stderr, redrawn in place; only when stderr is a terminal
+    and there are more than ``min_total`` images.
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    Callers ``clear()`` it before printing any result or error line: stdout and stderr are usually the
+    same terminal, and a result must never share a line with the bar.
+    """
 
-    def update(self, n: int) -> None:
-        return None
+    WIDTH = 30
+
+    def __init__(self, total: int, min_total: int = 20) -> None:
+        self.total, self.done = total, 0
+        self.enabled = total > min_total and sys.stderr.isatty()
+        self._drawn = 0  # characters of the bar now on screen
+
+    def clear(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\r" + " " * self._drawn + "\r")
+            sys.stderr.flush()
+            self._drawn = 0
+
+    def advance(self) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        filled = self.WIDTH * self.done // self.total
+        text = (f"classifying {self.done}/{self.total} [{'#' * filled}{'-' * (self.WIDTH - filled)}] "
+                f"{100 * self.done // self.total}%")
+        sys.stderr.write("\r" + text)
+        sys.stderr.flush()
+        self._drawn = len(text)
 
 
 def _report_error(error: SkinedgeError, as_json: bool) -> None:
     click.echo(f"error: {error}", err=True)
     if as_json:
         click.echo(json.dumps({"source": error.source, "error": type(error).__name__, "reason": error.reason}))
+
+
+#: Overlays are written at the photo's size, downscaled (same aspect) to this long side at most.
+OVERLAY_MAX_SIDE = 2048
+
+
+@main.command("explain")
+@click.argument("photo", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
+              help="Overlay PNG to write (default: <photo name>_heatmap.png in the current folder).")
+@click.option("--label", default=None, help="Explain this class instead of the top one.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="Heatmap opacity at the hottest point.")
+@_model_option
+@_threads_option
+@_backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result (with the overlay's path) as one JSON object.")
+def explain_command(photo, output, label, alpha, model, threads, backend, as_json) -> None:
+    """Classify PHOTO and write a heatmap overlay of what drove the score.
+
+    The heatmap comes from the same single invoke as the scores (class-activation maps built into the
+    model). It is a coarse map of the regions that weighed in, not a lesion outline or a diagnosis.
+    Exit status: 0 written, 1 the photo or the output could not be used, 2 unusable model or label.
+    """
+    from skinedge.explain import overlay
+    from skinedge.preprocess import decode
+
+    clf = _make_classifier(model=model, num_threads=threads, backend=backend)
+    try:
+        if label is not None and label not in clf.labels:
+            raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
+        try:
+            result = clf.explain(photo, label=label)
+            picture = decode(photo, limits=clf.limits)
+        except SkinedgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
+    finally:
+        clf.close()
+    picture.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE))
+    out = Path(output) if output else Path(f"{Path(photo).stem}_heatmap.png")
+    try:
+        overlay(picture, result.heatmap, alpha=alpha).save(out, format="PNG")
+    except OSError as exc:
+        click.echo(f"error: {out}: cannot write the overlay ({exc.strerror or exc})", err=True)
+        raise SystemExit(EXIT_FAILED_INPUTS) from None
+    if as_json:
+        click.echo(json.dumps({**result.to_dict(), "overlay": str(out),
+                               "heatmap_size": [int(v) for v in result.heatmap.shape[::-1]]}))
+        return
+    click.echo(_format_result(result))
+    click.echo(f"    heatmap for {result.heatmap_label}: {out}")
+    _echo_disclaimer()
 
 
 @main.command()
@@ -251,6 +342,11 @@ def info(model, labels, backend, as_json) -> None:
     if in_graph and data["output_kind"] == "probabilities":
         calibration = f"calibrated inside the model (T {in_graph:.4g})"
     click.echo(f"output      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
+    if md and md.explain:
+        grids = ", ".join(f"{m['output']} {m['grid'][0]}x{m['grid'][1]}" for m in md.explain["maps"])
+        click.echo(f"heatmaps    {grids} (same invoke; skinedge explain)")
+    else:
+        click.echo("heatmaps    none: the model has no class-activation map outputs")
     shown = ", ".join(data["labels"][:12]) + (" ..." if len(data["labels"]) > 12 else "")
     click.echo(f"labels      {len(data['labels'])}: {shown}")
     if md and md.metrics:
@@ -258,7 +354,152 @@ def info(model, labels, backend, as_json) -> None:
     if md and md.provenance:
         flat = {k: v for k, v in md.provenance.items() if not isinstance(v, (dict, list))}
         click.echo("provenance  " + ", ".join(f"{k}={v}" for k, v in flat.items()))
-    click.echo(NOT_A_DIAGNOSIS)
+    _echo_disclaimer()
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@_model_option
+@_labels_option
+@_threads_option
+@_backend_option
+@click.option("--map", "folder_map", multiple=True, metavar="FOLDER=LABEL",
+              help="Sub-folder FOLDER holds photos of class LABEL (repeatable).")
+@click.option("--abstain", type=click.FloatRange(0, 1), default=None,
+              help="Abstain threshold for coverage (default: the model's own).")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap resamples for the 95% confidence intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Write one row per photo to this file.")
+def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resamples, seed, as_json, csv_path) -> None:
+    """How does the model do on your labelled photos? FOLDER holds one sub-folder per class.
+
+    Sub-folders named after the model's labels (any subset; or mapped with --map melanoma=SkinCancer) are
+    evaluated; others are reported and skipped, and so are photos that cannot be read. Prints accuracy and
+    macro-F1 with percentile-bootstrap 95% CIs (seeded), per-class precision, recall and F1, the confusion
+    matrix, and coverage and accuracy at the abstain threshold. Exit status: 0 if every photo was
+    classified, 1 if any could not be (or none was found), 2 for an unusable model or bad options.
+    """
+    from skinedge.evaluation import class_folders
+    from skinedge.evaluation import evaluate as figures_of
+
+    mapping = {}
+    for entry in folder_map:
+        name, sep, label = entry.partition("=")
+        if not sep or not name or not label:
+            raise click.BadParameter(f"{entry!r} is not FOLDER=LABEL", param_hint="--map")
+        mapping[name] = label
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+                           abstain_threshold=abstain)
+    csv_file = None
+    try:
+        if csv_path:  # opened before the photos are classified: a bad path fails in a second, not at the end
+            try:
+                csv_file = open(csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
+            except OSError as exc:
+                click.echo(f"error: {csv_path}: cannot write ({exc.strerror or exc})", err=True)
+                raise SystemExit(EXIT_UNUSABLE_MODEL) from None
+        try:
+            found = class_folders(folder, clf.labels, mapping)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--map") from None
+        for path in found.unknown:
+            click.echo(f"warning: {path}: not named after one of the model's labels ({', '.join(clf.labels)}); "
+                       f"skipped (use --map {path.name}=LABEL)", err=True)
+        for name in found.unused_map:
+            click.echo(f"warning: --map {name}={mapping[name]}: {folder} has no folder {name!r}", err=True)
+        sources, truth = [], []
+        for path, index in found.matched:
+            for item in expand_inputs((str(path),)):
+                if isinstance(item, SkinedgeError):  # a class folder without photos
+                    click.echo(f"warning: {item}", err=True)
+                else:
+                    sources.append(item)
+                    truth.append(index)
+        if not sources:
+            click.echo(f"error: {folder}: no photos to evaluate (it needs sub-folders named after the model's "
+                       f"labels: {', '.join(clf.labels)}; or --map FOLDER=LABEL)", err=True)
+            raise SystemExit(EXIT_FAILED_INPUTS)
+        rows, progress = [], _Progress(len(sources))
+        try:
+            for source, y, outcome in zip(sources, truth, clf.iter_classify(sources)):
+                progress.clear()
+                if isinstance(outcome, SkinedgeError):
+                    click.echo(f"error: {outcome}", err=True)
+                rows.append((source, y, outcome))
+                progress.advance()
+        except KeyboardInterrupt:
+            progress.clear()
+            click.echo(f"interrupted after {len(rows)} of {len(sources)} photos", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
+        finally:
+            progress.clear()
+        if csv_file is not None:
+            _write_evaluation_csv(csv_file, rows, clf.labels)
+    finally:
+        clf.close()
+        if csv_file is not None:
+            csv_file.close()
+    done = [(y, r) for _, y, r in rows if not isinstance(r, SkinedgeError)]
+    failed = len(rows) - len(done)
+    if not done:
+        click.echo(f"error: {folder}: none of its {len(rows)} photos could be classified", err=True)
+        raise SystemExit(EXIT_FAILED_INPUTS)
+    report = figures_of([y for y, _ in done], [r.index for _, r in done], [not r.uncertain for _, r in done],
+                        clf.labels, n_resamples=resamples, seed=seed)
+    report.update({
+        "folder": str(folder), "model": str(clf.model_path), "abstain_threshold": clf.abstain_threshold,
+        "photos": len(rows), "failed": failed,
+        "class_folders": {path.name: clf.labels[i] for path, i in found.matched},
+        "unknown_folders": [p.name for p in found.unknown],
+    })
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    else:
+        click.echo(_format_evaluation(report))
+        _echo_disclaimer()
+    raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
+
+
+def _write_evaluation_csv(fp: Any, rows: list, labels: tuple[str, ...]) -> None:
+    import csv
+
+    writer = csv.writer(fp)
+    writer.writerow(["file", "folder_class", "predicted", "score", "uncertain", "correct", "error"])
+    for source, y, r in rows:
+        if isinstance(r, SkinedgeError):
+            writer.writerow([source, labels[y], "", "", "", "", r.reason])
+        else:
+            writer.writerow([source, labels[y], r.label, f"{r.score:.6f}", int(r.uncertain), int(r.index == y), ""])
+
+
+def _format_evaluation(rep: dict[str, Any]) -> str:
+    acc, f1, ab = rep["accuracy_ci95"], rep["macro_f1_ci95"], rep["abstain"]
+    n_unknown = len(rep["unknown_folders"])
+    skipped = f", {n_unknown} folder{'s' * (n_unknown != 1)} skipped" if n_unknown else ""
+    answered = f"accuracy of those {ab['accuracy']:.3f}" if ab["accuracy"] is not None else "none answered"
+    lines = [
+        f"photos     {rep['n']} classified in {len(rep['class_folders'])} class folders of {rep['folder']} "
+        f"({rep['failed']} failed{skipped})",
+        f"accuracy   {rep['accuracy']:.3f}  [95% CI {acc[0]:.3f}, {acc[1]:.3f}]",
+        f"macro-F1   {rep['macro_f1']:.3f}  [95% CI {f1[0]:.3f}, {f1[1]:.3f}]  (percentile bootstrap, "
+        f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']})",
+        f"abstain    at {rep['abstain_threshold']:.3g}: {ab['answered']}/{rep['n']} answered "
+        f"(coverage {ab['coverage']:.3f}), {answered}",
+        "",
+    ]
+    names = rep["confusion"]["labels"]
+    w = max(9, *(len(n) for n in names)) + 1
+    lines.append(f"{'class':<{w}} precision  recall      F1  support")
+    for name, s in rep["per_class"].items():
+        lines.append(f"{name:<{w}} {s['precision']:9.3f} {s['recall']:7.3f} {s['f1']:7.3f} {s['support']:8d}")
+    lines += ["", "confusion matrix (rows: folder class, columns: predicted class)"]
+    lines.append(" " * w + "".join(f"{n:>{w}}" for n in names))
+    for name, row in zip(names, rep["confusion"]["matrix"]):
+        lines.append(f"{name:<{w}}" + "".join(f"{v:>{w}}" for v in row))
+    return "\n".join(lines)
 
 
 @main.command()
@@ -271,7 +512,8 @@ def selftest(model, threads, backend) -> None:
     Runs the test vectors packed in the model's metadata (exact preprocessed inputs and the raw
     outputs recorded at build time) through the local interpreter and compares the raw outputs.
     Exit status: 0 if every vector matches (top-1 class and within one quantization step), 1 if any
-    does not or the model cannot be loaded, 2 if the model carries no test vectors.
+    does not, 2 if nothing could be checked (the model or backend is unusable, or the model carries
+    no or malformed test vectors).
     """
     from skinedge.classifier import Classifier
     from skinedge.errors import BackendError
@@ -284,7 +526,7 @@ def selftest(model, threads, backend) -> None:
     except SkinedgeError as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo("selftest FAIL: the model could not be loaded")
-        raise SystemExit(1) from None
+        raise SystemExit(EXIT_UNUSABLE_MODEL) from None
     try:
         if VECTORS_NAME not in clf.model_files:
             click.echo(f"error: {clf.model_path}: this model carries no self-test vectors ({VECTORS_NAME} is not in "
@@ -308,6 +550,156 @@ def selftest(model, threads, backend) -> None:
     click.echo(f"selftest {verdict}: {len(checks) - failed}/{len(checks)} vectors match within "
                f"{SELFTEST_TOLERANCE_STEPS:g} quantization step ({clf.model_path}; {where})")
     raise SystemExit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback is reachable from the network (warned).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: a free port.")
+@click.option("--camera", "camera", default=None,
+              help="Live view from this camera (index such as 0, device path, or video file).")
+@_model_option
+@_labels_option
+@_threads_option
+@_backend_option
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True,
+              help="Largest upload accepted (413 beyond).")
+def serve(host, port, camera, model, labels, threads, backend, max_body_mb) -> None:
+    """Serve a local web page and JSON API for classifying photos (offline, from this board).
+
+    Endpoints: / (the page), POST /api/classify, GET /api/info, GET /healthz, and with --camera
+    GET /api/live and /api/live.mjpg. Stops cleanly on Ctrl-C or SIGTERM.
+    """
+    from skinedge.serve import ServeOptions, configure_logging, run_server
+
+    configure_logging()
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend)
+    live = None
+    try:
+        if camera is not None:
+            from skinedge.serve.live import LiveFeed
+
+            live = LiveFeed(clf, int(camera) if camera.isdigit() else camera)
+        options = ServeOptions(max_body_bytes=int(max_body_mb * 1024 * 1024))
+        raise SystemExit(run_server(clf, host, port, options, live))
+    except SkinedgeError as exc:
+        _fail(exc)
+    except OSError as exc:  # the address is taken or not ours to bind
+        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise SystemExit(2) from None
+    finally:
+        if live is not None:
+            live.stop()
+        clf.close()
+
+
+@main.command("watch")
+@click.argument("source", required=False)
+@_model_option
+@_labels_option
+@_threads_option
+@_backend_option
+@click.option("--abstain", type=click.FloatRange(0, 1), default=None,
+              help="Flag results whose smoothed top score is below this as uncertain (default: the model's own).")
+@click.option("--smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.6, show_default=True,
+              help="Weight of the past in the moving average of scores (0: no smoothing).")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per result on stdout (time_s, frame, label, score, uncertain, fps, latency_ms).")
+@click.option("--save-frames", type=click.Path(file_okay=False), default=None,
+              help="Save the frames where the label changes (PNG) in this folder.")
+@click.option("--explain", is_flag=True,
+              help="Overlay the model's heatmap on saved frames (a heatmap is computed for every frame).")
+@click.option("--frames", "max_frames", type=click.IntRange(min=1), default=None, help="Stop after this many results.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds.")
+@click.option("--picamera", is_flag=True, help="Raspberry Pi camera module through picamera2 (SOURCE: camera number).")
+@click.option("--drop-stale/--every-frame", "drop_stale", default=None,
+              help="Keep only the newest frame, or classify every frame in order (default: newest for cameras and "
+                   "URLs, every frame for video files).")
+@click.option("--open-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Seconds to wait for the source to open.")
+@click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Seconds to wait for a frame before giving up.")
+def watch_command(source, model, labels, threads, backend, abstain, smoothing, as_json, save_frames, explain,
+                  max_frames, duration_s, picamera, drop_stale, open_timeout, read_timeout) -> None:
+    """Classify a camera or video live: SOURCE is a camera index (0), /dev/videoN, a video file or an
+    RTSP/HTTP URL (needs the camera extra: pip install "skinedge[camera]").
+
+    Prints one status line per result (updated in place on a terminal) and a line whenever the
+    smoothed label changes. Stops on Ctrl-C, at the end of a file, or after --frames / --duration.
+    Exit status: 0 when stopped normally, 1 if the source cannot be opened or read, 2 for an unusable
+    model, 130 on Ctrl-C.
+    """
+    import contextlib
+    import shutil
+    import time
+
+    from skinedge.video import SourceError, save_frame, watch
+
+    if source is None and not picamera:
+        raise click.UsageError("give a SOURCE (camera index, /dev/videoN, video file or URL), or --picamera")
+    if explain and not save_frames:
+        raise click.UsageError("--explain draws heatmaps on saved frames: add --save-frames DIR")
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+                           abstain_threshold=abstain)
+    tty = sys.stdout.isatty() and not as_json
+    width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+    count = saved = 0
+    started = time.monotonic()
+
+    def show(line: str, keep: bool = False) -> None:
+        if tty:  # \r and erase-to-end-of-line (ESC [K) overwrite the previous status line in place
+            sys.stdout.write("\r" + line[:width] + "\x1b[K" + ("\n" if keep else ""))
+            sys.stdout.flush()
+        else:
+            click.echo(line)
+
+    try:
+        frames = watch(clf, int(source) if source and source.isdigit() else source, smoothing=smoothing,
+                       explain=explain, max_frames=max_frames, duration_s=duration_s, picamera=picamera,
+                       open_timeout_s=open_timeout, read_timeout_s=read_timeout, drop_stale=drop_stale)
+        with contextlib.closing(frames):
+            for fr in frames:
+                count += 1
+                if count == 1 and not as_json:  # once the source works: a bad one gets one error line only
+                    from skinedge.classifier import DISCLAIMER
+
+                    click.echo(DISCLAIMER, err=True)  # stderr: stdout carries the status lines
+                path = save_frame(fr, save_frames) if save_frames and fr.label_changed else None
+                saved += path is not None
+                r = fr.result
+                if as_json:
+                    click.echo(json.dumps(fr.to_dict() | ({"saved": str(path)} if path else {})))
+                    continue
+                flag = " uncertain" if r.uncertain else ""
+                status = (f"frame {fr.index:>6}  {fr.time_s:7.2f} s  {r.label} {r.score:.3f}{flag}  "
+                          f"{fr.fps:5.1f} fps  latency {fr.latency_ms:4.0f} ms")
+                if tty and fr.label_changed:
+                    show(f"frame {fr.index} at {fr.time_s:.2f} s: {r.label} {r.score:.3f}{flag}"
+                         + (f"  saved {path}" if path else ""), keep=True)
+                show(status + (f"  saved {path}" if path and not tty else ""))
+    except SourceError as exc:
+        if tty and count:
+            sys.stdout.write("\n")
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FAILED_INPUTS) from None
+    except KeyboardInterrupt:
+        if tty:
+            sys.stdout.write("\n")
+        sys.stdout.flush()
+        click.echo(f"interrupted: {count} frames classified, {saved} saved", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+    except SkinedgeError as exc:
+        _fail(exc)
+    finally:
+        clf.close()
+    if tty:
+        sys.stdout.write("\n")
+    elapsed = time.monotonic() - started
+    why = ("--frames reached" if max_frames and count >= max_frames
+           else "--duration reached" if duration_s and elapsed >= duration_s else "end of the video")
+    if not as_json:
+        click.echo(f"{count} frames classified, {saved} saved; stopped: {why}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,8 +32,9 @@ from skinedge.preprocess import ImageInput, PreprocessSpec, describe_source, res
 if TYPE_CHECKING:
     from skinedge.classifier import ClassificationResult, Classifier
 
-#: Heatmaps are returned at the decoded picture's size, downscaled (same aspect) to this long side at most.
-HEATMAP_MAX_SIDE = 512
+#: Heatmaps are returned at the decoded picture's size, downscaled (same aspect) to this long side at most:
+#: a 14x14 map spread wider holds no more detail, and every pixel costs time (overlays resize it freely).
+HEATMAP_MAX_SIDE = 128
 
 # Inferno (perceptually uniform, readable in grey): anchors of a 256-entry lookup table.
 _INFERNO = np.array(
@@ -66,7 +67,7 @@ def explain(classifier: Classifier, image: ImageInput, label: str | None = None)
     from skinedge.classifier import Timings
 
     timings = Timings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-    result = classifier._result(describe_source(image), scores, timings)
+    result = classifier.result_from_scores(describe_source(image), scores, timings)
     index = result.index if label is None else classifier.labels.index(label)
     ordered = [maps[name] for name in classifier.metadata.map_outputs]
     heat = heatmap_for(ordered, index, decoded.size, classifier.spec)
@@ -106,6 +107,7 @@ def _bilinear(n_in: int, n_out: int) -> np.ndarray:
     m = np.zeros((n_out, n_in))
     m[np.arange(n_out), lo] += 1 - frac
     m[np.arange(n_out), hi] += frac
+    m.flags.writeable = False
     return m
 
 
@@ -117,7 +119,7 @@ def heatmap_for(
     With ``center_crop`` preprocessing the model saw only the central crop: the rest of the picture is 0.
     """
     w, h = heatmap_size(image_size)
-    fused = fuse(maps, index).astype(np.float32)
+    fused = fuse(maps, index)
     x0, y0, x1, y1 = 0, 0, w, h
     if spec.aspect == "center_crop":
         target = spec.width / spec.height
@@ -127,13 +129,15 @@ def heatmap_for(
         else:
             ch = round(w / target)
             y0, y1 = (h - ch) // 2, (h - ch) // 2 + ch
-    spread = np.asarray(
-        Image.fromarray(fused, mode="F").resize((max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.BICUBIC)
-    )
+    # Pillow, not a matrix product: a BLAS call this size can spin up threads and cost milliseconds.
+    spread = np.asarray(Image.fromarray(fused.astype(np.float32), mode="F").resize(
+        (max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.BICUBIC))
     lo, hi = float(spread.min()), float(spread.max())
     heat = np.zeros((h, w), dtype=np.float32)
     if hi > lo:
-        heat[y0:y1, x0:x1] = (spread - lo) / (hi - lo)
+        region = heat[y0:y1, x0:x1]
+        np.subtract(spread, lo, out=region)
+        region *= 1.0 / (hi - lo)
     return heat
 
 

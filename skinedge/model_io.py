@@ -10,7 +10,6 @@ from pathlib import Path
 
 from skinedge.digest import sha256_hex
 from skinedge.errors import ModelError
-from skinedge.flatbuffer_check import check_tflite_structure
 from skinedge.metadata import ModelMetadata, unpack
 
 #: File name of the model bundled with the package (package ``skinedge.bundled``, from ``models/``).
@@ -107,6 +106,8 @@ def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | No
     # The bundled model, once its bytes match the SHA-256 shipped beside it, is the very file CI walked
     # and tested (tests/test_bundled_model.py): walking it again on every start would prove nothing.
     if verify and not (expected is not None and _is_bundled(p)):
+        from skinedge.flatbuffer_check import check_tflite_structure  # not needed for the bundled model
+
         check_tflite_structure(packed.flatbuffer, name)
     if probe is None:
         probe = os.environ.get(PROBE_ENV, "").strip() not in ("", "0")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -178,13 +180,16 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
-            size = path.stat().st_size
+            st = path.stat()
         except FileNotFoundError:
             raise ImageError(name, "no such file") from None
         except OSError as exc:
             raise ImageError(name, f"cannot read file ({exc.strerror or exc})") from None
-        if path.is_dir():
+        size = st.st_size
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError(name, "is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):  # opening a FIFO would block; a device could stream forever
+            raise ImageError(name, f"is not a regular file (a {_file_kind(st.st_mode)}), so not an image file")
         if size == 0:
             raise ImageError(name, "empty file (0 bytes)")
         if size > limits.max_file_bytes:
@@ -205,7 +210,7 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
         image = Image.open(fp, formats=DECODE_FORMATS)
     except Image.DecompressionBombError as exc:
         fp.close()
-        raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
+        raise _bomb_error(name, exc, limits) from None
     except Image.UnidentifiedImageError:
         fp.close()
         raise ImageError(name, f"not a readable image in a supported format ({', '.join(DECODE_FORMATS)})") from None
@@ -213,6 +218,24 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
         fp.close()
         raise ImageError(name, f"not a readable image ({_short(exc)})") from None
     return _Opened(image=image, source=name, _keep=[fp])
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"))
+    return next((kind for test, kind in kinds if test(mode)), "special file")
+
+
+def _bomb_error(name: str, exc: Exception, limits: ImageLimits) -> ImageTooLargeError:
+    """Pillow's own hard limit fired before skinedge saw the size: word it with skinedge's limit."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = int(match.group(1)) if match else None
+    if pixels is not None and pixels <= limits.max_pixels:  # limits raised above what Pillow will decode
+        limit = "Pillow's own hard limit, which skinedge does not lift"
+    else:
+        limit = f"the limit of {limits.max_pixels}"
+    what = f"{pixels} pixels" if pixels is not None else "too many pixels"
+    return ImageTooLargeError(name, f"image is {what}, above {limit} (refused from its header as a decompression bomb)")
 
 
 def _short(exc: BaseException) -> str:
@@ -293,7 +316,7 @@ def decode(
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from None
+        raise _bomb_error(name, exc, limits) from None
     except Exception as exc:  # truncated data, bad EXIF, unsupported modes: all typed for the caller
         raise ImageError(name, f"cannot decode image ({_short(exc)})") from None
     finally:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from skinedge.cli import NOT_A_DIAGNOSIS, main
+from skinedge import DISCLAIMER
+from skinedge.cli import main
 
 KNOWN = {
     ("mobilenet_v2_1.0_224_quant.tflite", "cat.bmp"): ("Egyptian cat", 0.79),
@@ -56,7 +57,7 @@ def test_predict_cat(runner: CliRunner, model_args: list[str], cat_bmp: Path) ->
     assert (label, uncertain) == ("Egyptian cat", False)
     assert score == pytest.approx(0.79, abs=0.02)
     assert lines[1].startswith("    top: Egyptian cat ")
-    assert lines[-1] == NOT_A_DIAGNOSIS
+    assert lines[-1] == DISCLAIMER
     assert "classified" not in result.stdout  # no summary for a single image
     assert result.stderr == ""
 
@@ -199,7 +200,7 @@ def test_console_script_subprocess(quant_model: Path, imagenet_labels: Path, cat
     label, score, _ = _results(ok.stdout)[str(cat_bmp)]
     assert label == "Egyptian cat"
     assert score == pytest.approx(0.79, abs=0.02)
-    assert ok.stdout.rstrip().endswith(NOT_A_DIAGNOSIS)
+    assert ok.stdout.rstrip().endswith(DISCLAIMER)
     assert ok.stderr == ""  # the interpreter's native INFO banner does not leak
 
     bad = subprocess.run([*cmd, str(cat_bmp), str(missing)], capture_output=True, text=True, timeout=120)

@@ -136,7 +136,7 @@ def test_selftest_refuses_damaged_model(model_dir: Path, packed_with_vectors: Pa
     path = model_dir / "damaged.tflite"
     path.write_bytes(bytes(data))
     code, out, err = _selftest("--model", str(path))
-    assert code == 1
+    assert code == 2  # an unusable model: the same status as predict and info
     assert "SHA-256 does not match" in err
     assert "selftest FAIL: the model could not be loaded" in out
 
@@ -147,7 +147,7 @@ def test_selftest_refuses_model_changed_beside_its_sidecar(model_dir: Path, pack
     sidecar = path.with_name(path.name + ".sha256")
     sidecar.write_text(hashlib.sha256(b"another model").hexdigest() + "  sidecar.tflite\n")
     code, _, err = _selftest("--model", str(path))
-    assert code == 1 and "does not match the recorded" in err
+    assert code == 2 and "does not match the recorded" in err
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_metadata_contradicting_tensors_refused_with_reason(
     path = model_dir / f"contradicting-{abs(hash(reason))}.tflite"
     path.write_bytes(pack(bare_flatbuffer, replace(metadata, **change)))
     code, _, err = _selftest("--model", str(path))
-    assert code == 1
+    assert code == 2
     assert reason in err, err
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn", reason="the training tools' statistics need scikit-learn (pip install -e ./tools)")
+pytest.importorskip("skinedge_tools", reason="the training tools are not installed (pip install -e ./tools)")
+pytest.importorskip("sklearn", reason="the reference figures come from scikit-learn (pip install scikit-learn)")
 from skinedge_tools import evaluate as ev  # noqa: E402
 from skinedge_tools import stats  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402

@@ -33,19 +33,31 @@ def main(verbose: bool) -> None:
     help="Dataset root: skin6 layout (train/ val/ test/) or Kaggle layout (Train/ Test/).",
 )
 @click.option(
+    "--backbone",
+    type=click.Choice(["mobilenetv2", "efficientnet-lite0", "efficientnet-lite1"]),  # model.BACKBONES (no TF import)
+    default="mobilenetv2",
+    show_default=True,
+    help="Pretrained network under the head (the paper's is mobilenetv2).",
+)
+@click.option(
     "--weights",
     default="imagenet",
     show_default=True,
-    help="'imagenet' (Keras download) or a local no-top MobileNetV2 .h5 file.",
+    help="mobilenetv2: 'imagenet' (Keras download) or a local no-top .h5 file; efficientnet-lite*: the "
+    "ImageNet state-dict .npz (../shared/weights/efficientnet-lite0_imagenet_torch_state_dict.npz).",
 )
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--classes", default=None, help="Comma-separated class folders, in output order.")
 @click.option("--alpha", default=1.0, show_default=True, type=float)
-@click.option("--size", default=224, show_default=True, type=int)
+@click.option("--size", default=None, type=int, help="Input size (default: the backbone's, 224; lite1 240).")
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--epochs", default=None, help="Epochs per stage, e.g. 12,10,8.")
 @click.option("--lrs", default=None, help="Learning rate per stage, e.g. 1e-3,1e-4,1e-5.")
-@click.option("--unfreeze-from", default=None, help="First backbone layer trained in stages 2-3 (default block_8).")
+@click.option(
+    "--unfreeze-from",
+    default=None,
+    help="First backbone layer trained in stages 2-3 (default: block_8; lite0 block_7; lite1 block_9).",
+)
 @click.option("--zoom", default=0.2, show_default=True, type=float, help="RandomZoom factor (stages 2-3).")
 @click.option(
     "--translate", default=0.1, show_default=True, type=float, help="RandomTranslation fraction (0 disables)."
@@ -68,6 +80,7 @@ def main(verbose: bool) -> None:
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True, help="Preprocessed-array cache.")
 def train(
     data_root,
+    backbone,
     weights,
     out_dir,
     classes,
@@ -91,8 +104,15 @@ def train(
 
     from skinedge_tools.train import TrainConfig, run
 
+    if backbone != "mobilenetv2" and weights == "imagenet":
+        raise click.BadParameter(
+            f"{backbone} has no Keras download: pass the ImageNet arrays, "
+            f"e.g. ../shared/weights/{backbone}_imagenet_torch_state_dict.npz",
+            param_hint="--weights",
+        )
     cfg = TrainConfig(
         data_root=data_root,
+        backbone=backbone,
         weights=weights,
         alpha=alpha,
         size=size,
@@ -183,6 +203,26 @@ def rebuild(
         f"agreement int8/float32 on test: {report['agreement_int8_float32_test']:.4f}; "
         f"size ratio {report['size_ratio_int8_float32']:.3f}"
     )
+
+
+@main.command("add-maps")
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The training run the models were rebuilt from (its representative images fit the fine map).")
+@click.option("--data", "data_root", default=None, help="Dataset root (default: the one in the run's config).")
+@click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
+def add_maps(models, run_dir, data_root, cache_dir) -> None:
+    """Add class-activation map outputs to existing artifacts in place (graph and scores unchanged).
+
+    ``rebuild`` builds them in already; this upgrades files made before it did.
+    """
+    from skinedge_tools.quantize import add_maps_to_artifact
+
+    for model in models:
+        info = add_maps_to_artifact(Path(model), Path(run_dir), Path(cache_dir), data_root)
+        grids = ", ".join(f"{m['output']} {m['grid'][0]}x{m['grid'][1]}" for m in info["maps"])
+        fine = info["maps"][1]
+        click.echo(f"{model}: {grids}; fine head R^2 {fine['fit_r2']:.3f} on {fine['fit_images']} images")
 
 
 @main.command()

@@ -1,4 +1,7 @@
-"""Classification metrics, calibration (temperature, ECE) and abstention, via scikit-learn / scipy."""
+"""Classification metrics, calibration (temperature, ECE) and abstention.
+
+Confusion, per-class scores and coverage are the runtime's (``skinedge.evaluation``, numpy only);
+temperature fitting uses scipy."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, precision_recall_fscore_support
+
+from skinedge.evaluation import ClassScores, confusion_matrix, coverage_and_accuracy
 
 
 def metrics(
@@ -15,22 +19,40 @@ def metrics(
 ) -> dict[str, Any]:
     """Accuracy, macro P/R/F1, per-class report, confusion matrix, NLL and ECE of ``logits``."""
     y_pred = logits.argmax(1)
-    k = len(labels)
-    p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=range(k), average="macro", zero_division=0)
+    cm = confusion_matrix(y_true, y_pred, len(labels))
+    per = ClassScores.of(cm)  # every label counts in the macro averages, present in the split or not
     probs = softmax(logits / temperature, axis=1)
     return {
         "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_precision": float(p),
-        "macro_recall": float(r),
-        "macro_f1": float(f),
+        "accuracy": _accuracy(cm),
+        "macro_precision": float(per.precision.mean()),
+        "macro_recall": float(per.recall.mean()),
+        "macro_f1": float(per.f1.mean()),
         "nll": nll(logits, y_true, temperature),
         "ece": ece(probs, y_true),
-        "per_class": classification_report(
-            y_true, y_pred, labels=range(k), target_names=list(labels), output_dict=True, zero_division=0
-        ),
-        "confusion": confusion_matrix(y_true, y_pred, labels=range(k)).tolist(),
+        "per_class": _report(cm, per, labels),
+        "confusion": cm.tolist(),
     }
+
+
+def _accuracy(cm: np.ndarray) -> float:
+    return float(np.trace(cm) / max(int(cm.sum()), 1))
+
+
+def _report(cm: np.ndarray, per: ClassScores, labels: tuple[str, ...]) -> dict[str, Any]:
+    """scikit-learn's ``classification_report(output_dict=True)`` layout (what rebuild reports store)."""
+    total = int(per.support.sum())
+    weights = per.support / max(total, 1)
+    out: dict[str, Any] = {
+        name: {"precision": float(per.precision[i]), "recall": float(per.recall[i]), "f1-score": float(per.f1[i]),
+               "support": float(per.support[i])}
+        for i, name in enumerate(labels)
+    }
+    out["accuracy"] = _accuracy(cm)
+    for key, avg in (("macro avg", np.mean), ("weighted avg", lambda v: float((v * weights).sum()))):
+        out[key] = {"precision": float(avg(per.precision)), "recall": float(avg(per.recall)),
+                    "f1-score": float(avg(per.f1)), "support": float(total)}
+    return out
 
 
 def nll(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
@@ -61,14 +83,8 @@ def coverage_curve(probs: np.ndarray, y: np.ndarray) -> list[dict[str, float]]:
     conf, correct = probs.max(1), probs.argmax(1) == y
     out = []
     for t in np.round(np.arange(0.0, 1.0, 0.05), 2):
-        keep = conf >= t
-        out.append(
-            {
-                "threshold": float(t),
-                "coverage": float(keep.mean()),
-                "accuracy": float(correct[keep].mean()) if keep.any() else float("nan"),
-            }
-        )
+        coverage, accuracy = coverage_and_accuracy(conf >= t, correct)
+        out.append({"threshold": float(t), "coverage": coverage, "accuracy": accuracy})
     return out
 
 

@@ -23,6 +23,7 @@ from skinedge.backend import create_interpreter
 from skinedge.classifier import Classifier
 from skinedge.metadata import LABELS_NAME, ModelMetadata, pack
 from skinedge.selftest import encode_vectors
+from skinedge_tools import class_maps
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
 from skinedge_tools.activation_ranges import quantize_with_mse_ranges
@@ -177,19 +178,9 @@ def rebuild(
         }
         title = f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}"
         flat = append_calibrated_softmax(logits_flat, temperature)
-        flat = add_standard_metadata(
-            flat,
-            standard_metadata(
-                name=title,
-                description=description,
-                version=str(provenance.get("source_commit") or "unversioned"),
-                author="skinedge",
-                license_text="Research use only; not a medical device.",
-                input_size=(spec.height, spec.width),
-                float_input=np.dtype(inp["dtype"]) == np.float32,
-                labels_file=LABELS_NAME,
-            ),
-        )
+        # Heatmaps from the same invoke: class-activation map outputs beside the probabilities.
+        flat, explain_info = class_maps.add_maps(flat, rep)
+        flat = add_standard_metadata(flat, _standard_metadata(title, description, provenance, spec, inp["dtype"]))
         final_interp, _ = create_interpreter(flat, num_threads=1)
         files = {}
         if kind == "int8":
@@ -207,6 +198,7 @@ def rebuild(
                 "description": description,
                 "provenance": provenance,
                 "metrics": summary,
+                "explain": explain_info,
             },
         )
         blob = pack(flat, final, files)
@@ -240,13 +232,66 @@ def rebuild(
     # What users act on: the images the int8 model answers (top score at or above its abstain threshold).
     answered = np.asarray(report["int8"]["test_top_score"]) >= report["int8"]["abstain_threshold"]
     report["answered_int8_test"] = int(answered.sum())
-    report["agreement_int8_float32_test_answered"] = float((i8[answered] == f32[answered]).mean())
+    # NaN when no test image is answered (tiny smoke runs), without numpy's empty-mean warning.
+    same = i8[answered] == f32[answered]
+    report["agreement_int8_float32_test_answered"] = float(same.mean()) if same.size else float("nan")
     report["agreement_float32_keras_test"] = float((f32 == keras_test.argmax(1)).mean())
     report["size_ratio_int8_float32"] = report["int8"]["bytes"] / report["float32"]["bytes"]
     report["test_labels"] = stst.labels.tolist()
     report["test_files"] = stst.paths
     (out_dir / "rebuild_report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _standard_metadata(title: str, description: str, provenance: dict, spec, input_dtype) -> bytes:
+    return standard_metadata(
+        name=title,
+        description=description,
+        version=str(provenance.get("source_commit") or "unversioned"),
+        author="skinedge",
+        license_text="Research use only; not a medical device.",
+        input_size=(spec.height, spec.width),
+        float_input=np.dtype(input_dtype) == np.float32,
+        labels_file=LABELS_NAME,
+        extra_outputs=class_maps.MAP_DESCRIPTIONS,
+    )
+
+
+def add_maps_to_artifact(path: Path, run_dir: Path, cache_dir: Path | None, data_root: str | None = None) -> dict:
+    """Give an existing artifact the class-activation map outputs, leaving its graph and scores as they are.
+
+    The finer map's head is fitted on the same representative images ``rebuild`` calibrates with. Writes
+    ``path`` (and its ``.sha256``) in place; returns the metadata's new ``explain`` entry.
+    """
+    from dataclasses import replace
+
+    from skinedge.metadata import unpack
+    from skinedge_tools.train import TrainConfig, discover_splits
+
+    path = Path(path)
+    packed = unpack(path.read_bytes(), str(path))
+    md = packed.metadata
+    if md is None:
+        raise ValueError(f"{path}: not a skinedge artifact (no metadata)")
+    if md.explain:
+        raise ValueError(f"{path}: already has class-activation map outputs")
+    cfg = TrainConfig.from_json((Path(run_dir) / "config.json").read_text())
+    if data_root:
+        cfg.data_root = data_root
+    xtr, strn = data_mod.load_arrays(discover_splits(cfg)["train"], cfg.spec(), cache_dir)
+    n_rep = int(md.provenance.get("representative_images", 500))
+    rep = representative_sample(xtr, strn.labels, n_rep, cfg.seed)
+    flat, info = class_maps.add_maps(packed.flatbuffer, rep)
+    interp, _ = create_interpreter(flat, num_threads=1)
+    flat = add_standard_metadata(
+        flat, _standard_metadata(md.name, md.description, md.provenance, md.preprocess,
+                                 interp.get_input_details()[0]["dtype"])
+    )
+    files = {k: v for k, v in packed.files.items() if k not in ("skinedge.json", LABELS_NAME)}
+    blob = pack(flat, replace(md, explain=info), files)
+    path.write_bytes(blob)
+    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(blob).hexdigest()}  {path.name}\n")
+    return info
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

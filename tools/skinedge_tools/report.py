@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, f1_score  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from skinedge_tools import evaluate as ev  # noqa: E402
 from skinedge_tools import stats  # noqa: E402
@@ -95,8 +95,8 @@ def _per_source(
             (
                 s,
                 int(m.sum()),
-                float(accuracy_score(y[m], pred[m])),
-                float(f1_score(y[m], pred[m], average="macro", zero_division=0)),
+                float(stats.accuracy_batch(y[m], pred[m])),
+                float(stats.macro_f1_batch(y[m], pred[m])),
             )
         )
     return rows

@@ -51,13 +51,18 @@ def append_calibrated_softmax(flat: bytes, temperature: float) -> bytes:
 def add_standard_metadata(flat: bytes, metadata: bytes) -> bytes:
     """``flat`` with ``metadata`` (a ModelMetadata flatbuffer) stored as its ``TFLITE_METADATA`` entry."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+    data = np.frombuffer(metadata, dtype=np.uint8)
+    existing = [m for m in (model.metadata or []) if _name(m) == STANDARD_METADATA_NAME]
+    if existing:  # replace in place: an appended copy would leave the old buffer behind, unused
+        model.buffers[existing[0].buffer].data = data
+        return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(metadata, dtype=np.uint8)
+    buffer.data = data
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = STANDARD_METADATA_NAME
     entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if _name(m) != STANDARD_METADATA_NAME] + [entry]
+    model.metadata = [*(model.metadata or []), entry]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

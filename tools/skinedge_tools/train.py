@@ -13,7 +13,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -22,7 +22,15 @@ import tensorflow as tf
 
 from skinedge.preprocess import PreprocessSpec
 from skinedge_tools import data as data_mod
-from skinedge_tools.model import augmenter, backbone_of, build_model, set_trainable_from
+from skinedge_tools.model import (
+    DEFAULT_BACKBONE,
+    UNFREEZE_FROM,
+    augmenter,
+    backbone_of,
+    build_model,
+    native_size,
+    set_trainable_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +50,17 @@ class StageConfig:
     keep_best: str | None = None  # restore the epoch with the best value of this val metric
 
 
-def paper_stages() -> list[StageConfig]:
-    """The three stages with this project's tuned values (see docs/method.md for the why)."""
+def paper_stages(backbone: str = DEFAULT_BACKBONE) -> list[StageConfig]:
+    """The three stages with this project's tuned values (see docs/method.md for the why); stages 2-3
+    unfreeze the backbone's equivalent of MobileNetV2's ``block_8`` (``model.UNFREEZE_FROM``)."""
+    top = UNFREEZE_FROM[backbone]
     return [
         StageConfig("stage1", epochs=12, lr=1e-3),
         StageConfig(
             "stage2",
             epochs=10,
             lr=1e-4,
-            unfreeze_from="block_8",
+            unfreeze_from=top,
             augment=True,
             schedule="cosine",
             keep_best="val_macro_f1",
@@ -59,7 +69,7 @@ def paper_stages() -> list[StageConfig]:
             "stage3",
             epochs=8,
             lr=1e-5,
-            unfreeze_from="block_8",
+            unfreeze_from=top,
             augment=True,
             class_weights=True,
             early_stop_patience=3,
@@ -72,10 +82,11 @@ class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` beside its outputs."""
 
     data_root: str
+    backbone: str = DEFAULT_BACKBONE  # model.BACKBONES
     weights: str = "imagenet"
     classes: tuple[str, ...] = data_mod.DEFAULT_CLASSES
     alpha: float = 1.0
-    size: int = 224
+    size: int | None = None  # None: the backbone's native size (model.native_size)
     batch_size: int = 32
     dropout: float = 0.2
     label_smoothing: float = 0.1
@@ -86,7 +97,14 @@ class TrainConfig:
     seed: int = 0
     limit_per_class: int | None = None  # small subsets for smoke runs
     source_commit: str | None = None  # git commit of the code that trained (filled in by run())
-    stages: list[StageConfig] = field(default_factory=paper_stages)
+    stages: list[StageConfig] | None = None  # None: paper_stages(backbone)
+
+    def __post_init__(self) -> None:
+        size = native_size(self.backbone)  # also refuses an unknown backbone
+        if self.size is None:
+            self.size = size
+        if self.stages is None:
+            self.stages = paper_stages(self.backbone)
 
     def spec(self) -> PreprocessSpec:
         return PreprocessSpec(height=self.size, width=self.size)
@@ -101,6 +119,7 @@ class TrainConfig:
         # runs recorded before these options existed had neither augmentation
         d.setdefault("translate", 0.0)
         d.setdefault("contrast", 0.0)
+        d.setdefault("backbone", "mobilenetv2")  # runs recorded before the choice existed
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         return cls(**d)
 
@@ -235,7 +254,7 @@ def run(
     (xs, strn), (xv, sval), (xt, _) = arrays["train"], arrays["val"], arrays["test"]
     ys, yv = _one_hot(strn.labels, k), _one_hot(sval.labels, k)
     with strategy.scope():
-        model = build_model(k, alpha=cfg.alpha, size=cfg.size, weights=cfg.weights, dropout=cfg.dropout)
+        model = _network(cfg, cfg.weights)
     prev = None
     for stage in cfg.stages:
         sdir = out / stage.name
@@ -325,10 +344,17 @@ def _limit(split: data_mod.Split, n: int, k: int) -> data_mod.Split:
     return data_mod.Split(split.root, [split.paths[i] for i in keep], split.labels[keep])
 
 
+def _network(cfg: TrainConfig, weights: str | None) -> keras.Model:
+    """The run's network, with the pretrained ``weights`` (None: randomly initialised, to load a checkpoint)."""
+    return build_model(
+        len(cfg.classes), backbone=cfg.backbone, alpha=cfg.alpha, size=cfg.size, weights=weights, dropout=cfg.dropout
+    )
+
+
 def save_checkpoint(model: keras.Model, cfg: TrainConfig, path: Path) -> None:
     """Save the network's weights without optimizer state (a compiled model's ``save_weights`` would
     add the Adam moments: 23 MB instead of 9 MB, and nothing a later stage or the export needs)."""
-    bare = build_model(len(cfg.classes), alpha=cfg.alpha, size=cfg.size, weights=None, dropout=cfg.dropout)
+    bare = _network(cfg, None)
     bare.set_weights(model.get_weights())
     bare.save_weights(path)
 
@@ -337,7 +363,7 @@ def load_trained(run_dir: str | Path, stage: str = "stage3") -> tuple[keras.Mode
     """Rebuild the network from a run's ``config.json`` and load a stage's checkpoint."""
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_json((run_dir / "config.json").read_text())
-    model = build_model(len(cfg.classes), alpha=cfg.alpha, size=cfg.size, weights=None, dropout=cfg.dropout)
+    model = _network(cfg, None)
     model.load_weights(run_dir / stage / "model.weights.h5")
     return model, cfg
 

@@ -1,0 +1,123 @@
+"""``Classifier.classify_many`` against variants of its decode pool, side by side (suite 4's photos and bound).
+
+    python benchmarks/batch_prefetch.py --threads 2 --rounds 6    # results/batch_prefetch.json
+
+Each variant is ``iter_classify``'s loop with another number of decode workers and prefetch depth (the
+images decoded ahead of the interpreter). Rounds alternate the order of the contenders, so drift and
+position favour none. The bound is suite 4's: the slower of decode+resize alone and invoke alone, in the
+same round. Take no measurement while other heavy work runs on the machine (check ``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+
+def variant(clf, workers: int, depth: int):
+    """``iter_classify``'s loop (same calls, same order) with ``workers`` decode threads and ``depth`` ahead."""
+    from skinedge.classifier import Timings
+    from skinedge.errors import SkinedgeError
+    from skinedge.preprocess import describe_source
+
+    def run(images: list[str]) -> list:
+        out: list = []
+        pending: collections.deque[tuple[str, Future]] = collections.deque()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            it, exhausted = iter(images), False
+            while True:
+                while not exhausted and len(pending) < depth:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    pending.append((item, pool.submit(clf.preprocess, item)))
+                if not pending:
+                    return out
+                item, future = pending.popleft()
+                try:
+                    pixels, decode_ms, resize_ms = future.result()
+                    t = time.perf_counter()
+                    scores = clf.invoke(pixels)
+                    invoke_ms = (time.perf_counter() - t) * 1000
+                except SkinedgeError as exc:
+                    out.append(exc)
+                    continue
+                timings = Timings(decode_ms, resize_ms, invoke_ms)
+                out.append(clf.result_from_scores(describe_source(item), scores, timings))
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=common.usable_cpus())
+    ap.add_argument("--rounds", type=int, default=6)
+    args = ap.parse_args()
+    from skinedge import Classifier
+
+    folder = common.batch_folder()
+    paths = sorted(str(p) for p in folder.iterdir() if not p.name.startswith("."))
+    n = len(paths)
+    clf = Classifier(common.int8_model(), num_threads=args.threads)
+    contenders = {
+        "classify_many (2 workers, 4 ahead)": clf.classify_many,
+        "1 worker, 4 ahead": variant(clf, 1, 4),
+        "2 workers, 8 ahead": variant(clf, 2, 8),
+    }
+    load0 = os.getloadavg()[0]
+    for p in paths[:10]:
+        clf.preprocess(p)
+    secs: dict[str, list[float]] = collections.defaultdict(list)
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        pixels = [clf.preprocess(p)[0] for p in paths]
+        secs["decode"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for x in pixels:
+            clf.invoke(x)
+        secs["invoke"].append(time.perf_counter() - t0)
+        del pixels
+        order = list(contenders.items())
+        order = order[r % len(order):] + order[: r % len(order)]
+        for name, fn in order:
+            t0 = time.perf_counter()
+            outcomes = fn(paths)
+            secs[name].append(time.perf_counter() - t0)
+            assert len(outcomes) == n
+    clf.close()
+    med = {k: float(np.median(v)) for k, v in secs.items()}
+    bound = max(med["decode"], med["invoke"])
+    res = {
+        "folder": str(folder), "images": n, "threads": args.threads, "rounds": args.rounds,
+        "images_per_s": {k: round(n / v, 2) for k, v in med.items()},
+        "bound_images_per_s": round(n / bound, 2), "bound_is": "decode" if med["decode"] >= med["invoke"] else "invoke",
+        "fraction_of_bound": {k: round(bound / med[k], 3) for k in contenders},
+        "raw_seconds": {k: [round(x, 3) for x in v] for k, v in secs.items()},
+        "meta": {"machine": common.machine(), "load_avg_1m_at_start": load0, "load_avg_1m_at_end": os.getloadavg()[0],
+                 "autogroup": Path("/proc/self/autogroup").read_text().strip()
+                 if Path("/proc/self/autogroup").exists() else None,
+                 "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    }
+    print(common.write_result("batch_prefetch", res))
+    ips = res["images_per_s"]
+    print(f"threads {args.threads}: decode {ips['decode']}/s, invoke {ips['invoke']}/s, "
+          f"bound {res['bound_images_per_s']}/s ({res['bound_is']})")
+    for k in contenders:
+        print(f"  {k:<36} {res['images_per_s'][k]:7.1f}/s  {res['fraction_of_bound'][k]:.3f} of the bound")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+// skinedge page: send a photo to POST /api/classify and show what comes back.
+// No framework and nothing loaded from elsewhere (the server's Content-Security-Policy forbids it).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { info: null, photoUrl: null, busy: false };
+
+function percent(score) {
+  return `${(100 * score).toFixed(1)}%`;
+}
+
+function show(id, visible) {
+  $(id).hidden = !visible;
+}
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/api/info");
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    state.info = await response.json();
+  } catch (err) {
+    showError(`Cannot reach the skinedge server (${err.message}).`);
+    return;
+  }
+  const info = state.info;
+  $("disclaimer").textContent = info.disclaimer;
+  $("max-size").textContent = `${Math.round(info.limits.max_body_bytes / (1024 * 1024))} MB`;
+  const abstain = info.abstain_threshold > 0 ? `; no answer below ${percent(info.abstain_threshold)}` : "";
+  $("model-line").textContent =
+    `Model ${info.name || info.model}: ${info.labels.length} classes, ${info.backend}, ${info.delegate}${abstain}.`;
+  if (info.live) startLive();
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  show("error", true);
+}
+
+function setPhoto(file) {
+  if (state.photoUrl) URL.revokeObjectURL(state.photoUrl);
+  state.photoUrl = URL.createObjectURL(file);
+  $("photo").src = state.photoUrl;
+  $("overlay").removeAttribute("src");
+  show("overlay", false);
+  show("photo", true);
+  show("overlay-toggle", false);
+  show("overlay-note", false);
+  show("preview", true);
+}
+
+async function classify(file) {
+  if (!file || state.busy) return;
+  show("error", false);
+  show("result", false);
+  const limit = state.info ? state.info.limits.max_body_bytes : Infinity;
+  if (file.size > limit) {
+    showError(`This file is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${(limit / 1e6).toFixed(0)} MB.`);
+    $("status").textContent = "Not sent.";
+    return;
+  }
+  setPhoto(file);
+  state.busy = true;
+  $("status").textContent = "Scoring…";
+  const query = state.info && state.info.heatmap ? "?heatmap=1" : "";
+  const started = performance.now();
+  try {
+    const response = await fetch(`/api/classify${query}`, {
+      method: "POST",
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+      body: file,
+    });
+    const roundTrip = performance.now() - started;
+    let body;
+    try {
+      body = await response.json();
+    } catch (err) {
+      throw new Error(`the server answered HTTP ${response.status} without a result`);
+    }
+    if (!response.ok) {
+      showError(`Could not score this photo: ${body.reason || body.error || response.status}`);
+      $("status").textContent = "No result.";
+      return;
+    }
+    render(body, roundTrip);
+  } catch (err) {
+    showError(`Could not score this photo: ${err.message}`);
+    $("status").textContent = "No result.";
+  } finally {
+    state.busy = false;
+  }
+}
+
+// Every class's score, in the model's label order: the API's "scores" (a label->score map, or a list).
+function allScores(result) {
+  const labels = state.info ? state.info.labels : result.top_k.map((c) => c.label);
+  const scores = result.scores;
+  const rows = labels.map((label, i) => ({
+    label,
+    score: Array.isArray(scores) ? scores[i] : scores ? scores[label] : undefined,
+  }));
+  for (const c of result.top_k) {
+    const row = rows.find((r) => r.label === c.label);
+    if (row && row.score === undefined) row.score = c.score;
+  }
+  return rows.filter((r) => typeof r.score === "number").sort((a, b) => b.score - a.score);
+}
+
+function renderVerdict(prefix, result) {
+  $(`${prefix}label`).textContent = result.label;
+  $(`${prefix}score`).textContent = percent(result.score);
+  const note = $(`${prefix}uncertain`);
+  if (result.uncertain) {
+    const threshold = state.info ? ` (${percent(state.info.abstain_threshold)})` : "";
+    note.textContent = `The top score is below the model's abstain threshold${threshold}: ` +
+      `treat this as no answer, not as ${result.label}.`;
+  }
+  note.hidden = !result.uncertain;
+}
+
+function render(result, roundTrip) {
+  $("status").textContent = "";
+  $("verdict").textContent = result.uncertain ? "No confident answer" : result.label;
+  $("verdict").classList.toggle("is-uncertain", result.uncertain);
+  renderVerdict("", result);
+
+  const bars = $("bars");
+  bars.replaceChildren();
+  bars.classList.toggle("is-uncertain", result.uncertain);
+  for (const row of allScores(result)) {
+    const item = document.createElement("li");
+    item.className = "bar-row" + (row.label === result.label ? " top" : "");
+    item.dataset.label = row.label;
+    item.dataset.score = String(row.score);
+    const name = document.createElement("span");
+    name.className = "bar-label";
+    name.textContent = row.label;
+    const track = document.createElement("span");
+    track.className = "bar-track";
+    const fill = document.createElement("span");
+    fill.className = "bar-fill";
+    fill.style.width = `${Math.max(0, Math.min(1, row.score)) * 100}%`;
+    track.append(fill);
+    const value = document.createElement("span");
+    value.className = "bar-value";
+    value.textContent = percent(row.score);
+    item.append(name, track, value);
+    bars.append(item);
+  }
+
+  const t = result.timings_ms;
+  const rows = [
+    ["decode", t.decode],
+    ["preprocess", t.preprocess],
+    ["model (invoke)", t.invoke],
+    ["heatmap", t.heatmap],
+    ["on the server, in all", result.server_ms],
+    ["round trip", roundTrip],
+  ];
+  const list = $("timings");
+  list.replaceChildren();
+  for (const [name, ms] of rows) {
+    if (typeof ms !== "number") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    dd.textContent = `${ms.toFixed(1)} ms`;
+    list.append(dt, dd);
+  }
+
+  if (result.heatmap_png) {
+    $("overlay").src = `data:image/png;base64,${result.heatmap_png}`;
+    show("overlay-toggle", true);
+    $("overlay-note").textContent = `Brighter areas weighed more in the score of ${result.heatmap_label || result.label}. ` +
+      "A coarse map, not a lesion outline.";
+    applyOverlayToggle();
+  }
+  show("result", true);
+  if (window.innerWidth < 820) $("result-title").scrollIntoView({ block: "start" });  // one column: result below
+}
+
+function applyOverlayToggle() {
+  const on = $("show-overlay").checked && $("overlay").hasAttribute("src");
+  show("overlay", on);
+  show("overlay-note", on);
+  show("photo", !on);
+}
+
+function startLive() {
+  show("live-panel", true);
+  $("live-view").src = "/api/live.mjpg";
+  const poll = async () => {
+    try {
+      const response = await fetch("/api/live");
+      const body = await response.json();
+      if (response.ok && body.result) {
+        renderVerdict("live-", body.result);
+        $("live-meta").textContent = `frame ${body.index}, ${body.fps ? body.fps.toFixed(1) : "?"} frames/s`;
+      } else if (body.reason) {
+        $("live-meta").textContent = body.reason;
+      }
+    } catch (err) {
+      $("live-meta").textContent = `live view unavailable (${err.message})`;
+    }
+    setTimeout(poll, 500);
+  };
+  poll();
+}
+
+function wire() {
+  for (const id of ["file", "camera"]) {
+    $(id).addEventListener("change", (event) => {
+      classify(event.target.files[0]);
+      event.target.value = "";  // choosing the same file again still triggers a change
+    });
+  }
+  $("show-overlay").addEventListener("change", applyOverlayToggle);
+  // A file the browser cannot show (broken, or a format it lacks): no broken-image icon.
+  $("photo").addEventListener("error", () => {
+    if ($("photo").getAttribute("src")) show("photo", false);
+  });
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("dragging");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("dragging"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("dragging");
+    classify(event.dataTransfer.files[0]);
+  });
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") $("file").click();
+  });
+  document.addEventListener("paste", (event) => {
+    const item = [...event.clipboardData.files].find((f) => f.type.startsWith("image/"));
+    if (item) classify(item);
+  });
+  loadInfo();
+}
+
+document.addEventListener("DOMContentLoaded", wire);

@@ -1,0 +1,534 @@
+"""Classify a camera or a video frame by frame: :func:`watch` yields a smoothed :class:`FrameResult` per frame.
+
+Needs OpenCV (``pip install "skinedge[camera]"``, opencv-python-headless), imported here only: ``import
+skinedge`` and photo classification never load it. On Raspberry Pi OS, ``picamera=True`` reads the camera
+module through ``picamera2`` instead (``sudo apt install python3-picamera2``).
+
+The pipeline has two threads. A capture thread opens the source, reads frames and hands them over; the
+caller's thread classifies them at the model's pace. Live sources (camera devices, URLs, pipes) keep only
+the newest frame, so a slow model skips frames instead of falling behind the camera. A video *file* is not
+live: by default every frame is classified, in order, and the capture thread decodes and resizes the next
+frames while the model runs (``drop_stale`` forces either behaviour). Scores are smoothed over frames with
+an exponential moving average, and ``uncertain`` compares the smoothed top score with the classifier's
+abstain threshold, as for photos. Outputs are model scores, not a diagnosis.
+
+Every problem with the source (missing device, unreadable or non-video file, a stream that stalls or dies
+mid-way, empty frames, open or read timeouts) raises :class:`SourceError`, naming the source.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinedge.classifier import ClassificationResult, Classifier, Timings, bgr_to_rgb
+from skinedge.errors import ImageError, SkinedgeError
+from skinedge.preprocess import IMAGE_SUFFIXES
+
+#: OpenCV and FFmpeg print their own warnings on stderr for problems that skinedge reports as a typed
+#: error anyway (a missing camera, a damaged frame). Quiet by default; set these variables to see them.
+_QUIET_CV2 = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+
+#: A file that declares N frames may deliver a few fewer (the count is often duration x fps): fewer than
+#: this fraction, less two frames, is reported as a truncated file.
+_TRUNCATED_BELOW = 0.98
+
+#: In-order mode: frames decoded ahead of the model (enough to hide a slow read, little memory).
+_PREFETCH = 4
+
+_NO_PICAMERA2 = ("picamera2 is not installed: on Raspberry Pi OS, sudo apt install python3-picamera2 and create "
+                 "the venv with --system-site-packages")
+
+_URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "rtp")
+
+
+class SourceError(SkinedgeError):
+    """A video source could not be opened or read: ``source`` names it, ``reason`` says what went wrong."""
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """One classified frame.
+
+    Attributes:
+        index: frame index in the source (0-based, counting frames skipped as stale).
+        time_s: capture time, monotonic seconds since the source opened.
+        frame: the frame, ``HxWx3`` uint8 RGB.
+        result: the smoothed result: label, score, scores, top_k and ``uncertain`` from the moving
+            average; source, timings (and heatmap, with ``explain``) of this frame.
+        raw: this frame's own, unsmoothed result.
+        fps: results per second since the source opened.
+        latency_ms: from capture to result.
+        label_changed: the smoothed label differs from the previous result's (True for the first result).
+    """
+
+    index: int
+    time_s: float
+    frame: np.ndarray
+    result: ClassificationResult
+    raw: ClassificationResult
+    fps: float
+    latency_ms: float
+    label_changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (used by ``skinedge watch --json``)."""
+        return {
+            "time_s": round(self.time_s, 4),
+            "frame": self.index,
+            "label": self.result.label,
+            "score": round(self.result.score, 6),
+            "uncertain": self.result.uncertain,
+            "fps": round(self.fps, 2),
+            "latency_ms": round(self.latency_ms, 2),
+            "label_changed": self.label_changed,
+        }
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """What :func:`parse_source` made of a source: ``kind`` is ``device``, ``url``, ``file``, ``stream`` (a
+    pipe or socket) or ``picamera``; ``target`` is what OpenCV (or picamera2) opens."""
+
+    name: str
+    kind: str
+    target: int | str
+
+    @property
+    def live(self) -> bool:
+        """Frames arrive in real time (everything but a file): stale frames are dropped by default."""
+        return self.kind != "file"
+
+
+def parse_source(source: str | int | os.PathLike | None, *, picamera: bool = False) -> VideoSource:
+    """Classify ``source``: a device index (``0``), ``/dev/videoN``, a URL, or a video file.
+
+    Raises:
+        SourceError: no such device or file, a folder, an empty file, or a photo rather than a video.
+    """
+    name = "picamera" if source is None else os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+    if picamera:
+        if source is None:
+            return VideoSource("picamera 0", "picamera", 0)
+        if not name.isdigit():
+            raise SourceError(name, "with --picamera the source is a camera number (0, 1...) or nothing")
+        return VideoSource(f"picamera {name}", "picamera", int(name))
+    if source is None:
+        raise SourceError("<none>", "no video source given")
+    if isinstance(source, int) or name.isdigit():
+        return VideoSource(name, "device", int(name))
+    scheme = name.split("://", 1)[0].lower() if "://" in name else ""
+    if scheme:
+        if scheme not in _URL_SCHEMES:
+            raise SourceError(name, f"unsupported URL scheme {scheme!r} (use one of {', '.join(_URL_SCHEMES)})")
+        return VideoSource(name, "url", name)
+    path = Path(name)
+    is_device_path = name.startswith("/dev/video")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise SourceError(name, "no such device" if is_device_path else "no such file") from None
+    except OSError as exc:
+        raise SourceError(name, f"cannot read ({exc.strerror or exc})") from None
+    import stat
+
+    if stat.S_ISCHR(st.st_mode):
+        return VideoSource(name, "device", name)
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(name, "is a directory, not a video")
+    if not stat.S_ISREG(st.st_mode):
+        return VideoSource(name, "stream", name)  # a named pipe or socket: frames arrive as they are written
+    if st.st_size == 0:
+        raise SourceError(name, "empty file (0 bytes)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise SourceError(name, "is a photo, not a video: use skinedge predict")
+    return VideoSource(name, "file", name)
+
+
+def _import_cv2(name: str) -> Any:
+    for key, value in _QUIET_CV2.items():
+        os.environ.setdefault(key, value)
+    try:
+        import cv2
+    except ImportError:
+        raise SourceError(name, 'OpenCV is not installed: pip install "skinedge[camera]"') from None
+    return cv2
+
+
+def check_frame(frame: Any, name: str, index: int) -> np.ndarray:
+    """A frame as a reader returned it, validated and made ``HxWx3`` uint8 BGR (grey and BGRA converted).
+
+    Raises:
+        SourceError: no frame, an empty (zero-size) frame, or an unusable pixel layout.
+    """
+    if frame is None or not isinstance(frame, np.ndarray):
+        raise SourceError(name, f"frame {index}: the reader returned no image")
+    if frame.size == 0 or frame.ndim < 2 or 0 in frame.shape[:2]:
+        raise SourceError(name, f"frame {index} is empty (shape {frame.shape})")
+    if frame.dtype != np.uint8:
+        raise SourceError(name, f"frame {index} has {frame.dtype} pixels, expected uint8")
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    channels = frame.shape[2] if frame.ndim == 3 else 0
+    if channels == 1:
+        return np.repeat(frame, 3, axis=2)
+    if channels == 4:
+        return np.ascontiguousarray(frame[:, :, :3])  # BGRA: the alpha of a camera frame carries nothing
+    if channels != 3:
+        raise SourceError(name, f"frame {index} has shape {frame.shape}, expected HxWx3")
+    return frame
+
+
+class _PiCamera:
+    """picamera2 behind the two calls the capture thread makes (``read``, ``release``)."""
+
+    def __init__(self, camera_num: int, name: str) -> None:
+        try:
+            from picamera2 import Picamera2
+        except ImportError:
+            raise SourceError(name, _NO_PICAMERA2) from None
+        try:
+            self._cam = Picamera2(camera_num)
+            # "RGB888" is B, G, R in memory: the same order as OpenCV frames.
+            self._cam.configure(self._cam.create_video_configuration(main={"size": (640, 480), "format": "RGB888"}))
+            self._cam.start()
+        except Exception as exc:  # noqa: BLE001 - libcamera raises many types; all mean "cannot open"
+            raise SourceError(name, f"cannot open the camera ({type(exc).__name__}: {exc})") from None
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        try:
+            return True, self._cam.capture_array()
+        except Exception:  # noqa: BLE001 - reported by the caller as a stream that stopped
+            return False, None
+
+    def get(self, prop: int) -> float:
+        return 0.0  # no declared frame count: a live camera
+
+    def release(self) -> None:
+        self._cam.stop()
+        self._cam.close()
+
+
+@dataclass
+class _Frame:
+    index: int
+    captured: float  # time.monotonic()
+    rgb: np.ndarray
+    pixels: np.ndarray | None = None  # preprocessed on the capture thread (in-order mode)
+    decode_ms: float = 0.0
+    resize_ms: float = 0.0
+
+
+class _Capture:
+    """The capture thread: opens the source, reads frames, and hands the newest (or every) one over.
+
+    OpenCV's open and read can block (a dead stream, a pipe with no writer), so both run here and the
+    caller waits for them with a timeout; a thread stuck in OpenCV is a daemon and never holds up exit.
+    """
+
+    def __init__(self, src: VideoSource, classifier: Classifier, *, drop_stale: bool, prepare: bool,
+                 open_timeout_s: float, read_timeout_s: float) -> None:
+        self.src = src
+        self._classifier = classifier
+        self._drop = drop_stale
+        self._prepare = prepare
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._cond = threading.Condition()
+        self._frames: collections.deque[_Frame] = collections.deque(maxlen=1 if drop_stale else None)
+        self._end: SourceError | str | None = None  # "eof" or the error that ended the stream
+        self._stop = False
+        self._opened = threading.Event()
+        self.opened_at = 0.0
+        self.dropped = 0
+        self._frame_count_prop: int | None = None  # cv2.CAP_PROP_FRAME_COUNT once OpenCV opened the source
+        self._thread = threading.Thread(target=self._run, name="skinedge-capture", daemon=True)
+
+    # -- caller's side --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._opened.wait(self._open_timeout_s):
+            self.stop(join=False)  # the thread is stuck inside OpenCV's open: leave it, it is a daemon
+            raise SourceError(self.src.name, f"timed out opening the source after {self._open_timeout_s:g} s")
+        with self._cond:
+            if isinstance(self._end, SourceError) and not self._frames:
+                raise self._end
+
+    def next(self, timeout_s: float) -> _Frame | None:
+        """The next frame; None at a clean end. Raises TimeoutError if none came within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self._frames:
+                if self._end is not None:
+                    if isinstance(self._end, SourceError):
+                        raise self._end
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self._cond.wait(left)
+            frame = self._frames.popleft()
+            self._cond.notify_all()  # room for the in-order producer
+            return frame
+
+    def stop(self, join: bool = True) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if join and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+
+    # -- capture thread -------------------------------------------------------------------------
+
+    def _open(self) -> Any:
+        src = self.src
+        if src.kind == "picamera":
+            return _PiCamera(int(src.target), src.name)
+        cv2 = _import_cv2(src.name)
+        if src.kind == "url":
+            # FFmpeg's own timeouts, so a dead server frees this thread too (not only the caller).
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self._open_timeout_s * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self._read_timeout_s * 1000)]
+            cap = cv2.VideoCapture(src.target, cv2.CAP_FFMPEG, params)
+        elif src.kind == "device" and isinstance(src.target, str) and hasattr(cv2, "CAP_V4L2"):
+            cap = cv2.VideoCapture(src.target, cv2.CAP_V4L2)  # /dev/videoN: Video4Linux, not FFmpeg
+        else:
+            cap = cv2.VideoCapture(src.target)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(src.name, {
+                "device": "cannot open the camera (no such device, busy, or no permission)",
+                "url": "cannot open the stream (unreachable, refused, or not a video)",
+            }.get(src.kind, "cannot open as a video (not a video file, or an unsupported format)"))
+        if src.kind == "device":
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer frames queued in the driver: fresher frames
+        self._frame_count_prop = cv2.CAP_PROP_FRAME_COUNT
+        return cap
+
+    def _run(self) -> None:
+        try:
+            cap = self._open()
+        except SourceError as exc:
+            self._finish(exc)
+            self._opened.set()
+            return
+        except Exception as exc:  # noqa: BLE001 - OpenCV/libcamera failures become the source's error
+            self._finish(SourceError(self.src.name, f"cannot open ({type(exc).__name__}: {exc})"))
+            self._opened.set()
+            return
+        try:
+            if self._stop:  # the caller gave up waiting for the open
+                return
+            self.opened_at = time.monotonic()
+            self._opened.set()
+            declared = int(cap.get(self._frame_count_prop)) if self._frame_count_prop is not None else 0
+            self._read_loop(cap, max(declared, 0))
+        except SourceError as exc:
+            self._finish(exc)
+        except Exception as exc:  # noqa: BLE001 - never die silently: the caller would wait for nothing
+            self._finish(SourceError(self.src.name, f"capture failed ({type(exc).__name__}: {exc})"))
+        finally:
+            cap.release()
+
+    def _read_loop(self, cap: Any, declared: int) -> None:
+        name, index = self.src.name, 0
+        while not self._stop:
+            ok, raw = cap.read()
+            captured = time.monotonic()
+            if not ok:
+                self._finish(self._end_reason(index, declared))
+                return
+            rgb = bgr_to_rgb(check_frame(raw, name, index))
+            frame = _Frame(index, captured, rgb)
+            if self._prepare:
+                try:
+                    frame.pixels, frame.decode_ms, frame.resize_ms = self._classifier.preprocess(rgb)
+                except ImageError as exc:
+                    raise SourceError(name, f"frame {index}: {exc.reason}") from None
+            with self._cond:
+                while not self._drop and len(self._frames) >= _PREFETCH and not self._stop:
+                    self._cond.wait()
+                if self._drop and self._frames:
+                    self.dropped += 1
+                self._frames.append(frame)
+                self._cond.notify_all()
+            index += 1
+
+    def _end_reason(self, delivered: int, declared: int) -> SourceError | str:
+        """A failed read: the clean end of a file, or a source that broke."""
+        name = self.src.name
+        if delivered == 0:
+            return SourceError(name, "opened, but no frame could be read (not a video, or damaged)")
+        if declared > 0:
+            if delivered < declared * _TRUNCATED_BELOW - 2:
+                return SourceError(name, f"the video stops after {delivered} of its {declared} frames "
+                                         "(truncated or damaged)")
+            return "eof"
+        if self.src.kind == "file":
+            return "eof"  # a file that does not declare its length ends where its data ends
+        return SourceError(name, f"the stream stopped delivering frames after {delivered}")
+
+    def _finish(self, end: SourceError | str) -> None:
+        with self._cond:
+            if self._end is None:
+                self._end = end
+            self._cond.notify_all()
+
+
+def watch(
+    classifier: Classifier,
+    source: str | int | os.PathLike | None,
+    *,
+    smoothing: float = 0.6,
+    explain: bool = False,
+    max_frames: int | None = None,
+    duration_s: float | None = None,
+    picamera: bool = False,
+    open_timeout_s: float = 10.0,
+    read_timeout_s: float = 5.0,
+    drop_stale: bool | None = None,
+) -> Iterator[FrameResult]:
+    """Classify a camera or video frame by frame, yielding one :class:`FrameResult` per classified frame.
+
+    Args:
+        classifier: the :class:`~skinedge.Classifier` to run (its abstain threshold sets ``uncertain``).
+        source: a device index (``0``), ``/dev/videoN``, an RTSP/HTTP URL or a video file; with
+            ``picamera``, a camera number or None.
+        smoothing: weight of the past in the moving average of scores, in [0, 1): each result's scores
+            are ``smoothing * previous + (1 - smoothing) * this frame``; 0 turns smoothing off.
+        explain: classify with ``classifier.explain`` so results carry a heatmap (of the frame's own top
+            class, ``heatmap_label``; the smoothed label may differ while it settles).
+        max_frames, duration_s: stop after this many results, or this many seconds after the source opened.
+        picamera: read the Raspberry Pi camera module through picamera2 instead of OpenCV.
+        open_timeout_s, read_timeout_s: give up (SourceError) when the source takes longer to open, or
+            to deliver a frame.
+        drop_stale: keep only the newest frame (True) or classify every frame in order (False). Default:
+            True for live sources (devices, URLs, pipes), False for video files, which are not live.
+
+    The iterator ends at the end of a file, after ``max_frames`` or ``duration_s``, or when the caller
+    stops iterating (closing it stops the capture thread and releases the source). The source is opened
+    when the first result is asked for.
+
+    Raises:
+        SourceError: (from the call) no such file or device, a photo, a folder, OpenCV missing; (while
+            iterating) the source cannot be opened, stalls beyond ``read_timeout_s``, stops mid-way, is
+            truncated, or delivers empty frames.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if duration_s is not None and duration_s <= 0:
+        raise ValueError(f"duration_s must be > 0, got {duration_s}")
+    if open_timeout_s <= 0 or read_timeout_s <= 0:
+        raise ValueError("open_timeout_s and read_timeout_s must be > 0")
+    explainer = getattr(classifier, "explain", None) if explain else None
+    if explain and explainer is None:
+        raise RuntimeError("this Classifier has no explain(): heatmaps need a newer skinedge")
+    src = parse_source(source, picamera=picamera)
+    # Fail here, in the caller's thread, when the reader's package is missing.
+    if src.kind != "picamera":
+        _import_cv2(src.name)
+    elif importlib.util.find_spec("picamera2") is None:
+        raise SourceError(src.name, _NO_PICAMERA2)
+    drop = src.live if drop_stale is None else bool(drop_stale)
+    capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop and not explain,
+                       open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+    return _results(classifier, capture, smoothing, explainer, max_frames, duration_s, read_timeout_s)
+
+
+def _results(classifier: Classifier, capture: _Capture, smoothing: float, explainer: Any,
+             max_frames: int | None, duration_s: float | None, read_timeout_s: float) -> Iterator[FrameResult]:
+    # A generator apart from watch(), so that bad arguments and sources that parse_source refuses are raised by
+    # the call itself; the source is opened at the first next(), so an unused iterator holds nothing open.
+    src = capture.src
+    capture.start()
+    stalled = False
+    try:
+        start = capture.opened_at
+        ema: np.ndarray | None = None
+        previous_label: str | None = None
+        count = 0
+        while max_frames is None or count < max_frames:
+            wait = read_timeout_s
+            if duration_s is not None:
+                left = start + duration_s - time.monotonic()
+                if left <= 0:
+                    return
+                wait = min(wait, left)
+            try:
+                item = capture.next(wait)
+            except TimeoutError:
+                if duration_s is not None and time.monotonic() >= start + duration_s:
+                    return
+                stalled = True
+                raise SourceError(src.name, f"no frame for {read_timeout_s:g} s (the stream stalled)") from None
+            if item is None:
+                return
+            raw = _classify(classifier, explainer, item, src.name)
+            scores = np.asarray(raw.scores, dtype=np.float64)
+            ema = scores if ema is None else smoothing * ema + (1.0 - smoothing) * scores
+            result = _smoothed(classifier, raw, ema)
+            count += 1
+            now = time.monotonic()
+            yield FrameResult(index=item.index, time_s=item.captured - start, frame=item.rgb, result=result,
+                              raw=raw, fps=count / max(now - start, 1e-9), latency_ms=(now - item.captured) * 1000,
+                              label_changed=result.label != previous_label)
+            previous_label = result.label
+    finally:
+        capture.stop(join=not stalled)  # a thread stuck in a dead stream's read is left behind (a daemon)
+
+
+def _classify(classifier: Classifier, explainer: Any, item: _Frame, name: str) -> ClassificationResult:
+    source = f"{name}#{item.index}"
+    try:
+        if item.pixels is not None:  # decoded and resized on the capture thread
+            t = time.perf_counter()
+            scores = classifier.invoke(item.pixels)
+            invoke_ms = (time.perf_counter() - t) * 1000
+            # The classifier's own result builder: top_k, thresholds and `uncertain` exactly as for photos.
+            return classifier.result_from_scores(source, scores, Timings(item.decode_ms, item.resize_ms, invoke_ms))
+        result = explainer(item.rgb) if explainer is not None else classifier.classify(item.rgb)
+    except ImageError as exc:  # the frame's fault; a ModelError (e.g. no heatmap outputs) stays what it is
+        raise SourceError(name, f"frame {item.index}: {exc.reason}") from None
+    return dataclasses.replace(result, source=source)
+
+
+def _smoothed(classifier: Classifier, raw: ClassificationResult, ema: np.ndarray) -> ClassificationResult:
+    """``raw`` with label, score, top_k, uncertain and scores from the moving average (timings, heatmap kept)."""
+    s = classifier.result_from_scores(raw.source, ema, raw.timings)
+    return dataclasses.replace(raw, label=s.label, score=s.score, index=s.index, top_k=s.top_k,
+                               uncertain=s.uncertain, scores=s.scores)
+
+
+def save_frame(frame_result: FrameResult, folder: str | os.PathLike) -> Path:
+    """Write a frame as ``<index>_<label>.png`` in ``folder`` (with the heatmap overlaid when the result has
+    one); return its path."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(frame_result.frame, "RGB")
+    heatmap = getattr(frame_result.result, "heatmap", None)
+    if heatmap is not None:
+        from skinedge.explain import overlay
+
+        image = overlay(image, heatmap)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in frame_result.result.label)
+    path = folder / f"{frame_result.index:06d}_{safe}.png"
+    image.save(path)
+    return path
+
+
+__all__ = ["FrameResult", "SourceError", "VideoSource", "check_frame", "parse_source", "save_frame", "watch"]
