@@ -91,14 +91,7 @@ def _http_round(host: str, port: int, body: bytes, clients: int, per_client: int
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = _run_together(client, clients, barrier)
     if errors:
         raise RuntimeError(f"server errors: {errors[:3]}")
     return wall, [x for per in latencies for x in per]
@@ -115,14 +108,19 @@ def _inprocess_round(clf, body: bytes, clients: int, per_client: int) -> tuple[f
             clf.classify(body)
             latencies[i].append((time.perf_counter() - t) * 1000)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    return _run_together(worker, clients, barrier), [x for per in latencies for x in per]
+
+
+def _run_together(target, n: int, barrier: threading.Barrier) -> float:
+    """Wall seconds for ``n`` threads running ``target(i)``, timed from the moment the barrier lets them go."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     barrier.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
-    return time.perf_counter() - t0, [x for per in latencies for x in per]
+    return time.perf_counter() - t0
 
 
 def _paired_one_client(host: str, port: int, clf, body: bytes, pairs: int) -> dict:

@@ -179,3 +179,22 @@ def delegate_status(interpreter: Any) -> DelegateStatus:
             return DelegateStatus(delegated=False, partitions=0)
     n = names.count("DELEGATE")
     return DelegateStatus(delegated=n > 0, partitions=n)
+
+
+def run_on_images(interpreter: Any, images: Any) -> dict[str, Any]:
+    """Every output of ``interpreter`` for each of ``images`` (``HxWx3`` arrays, cast to the input type),
+    dequantized to float64 and stacked, by output name: the one loop the build tools and tests run a
+    converted model with (the classifier's own path adds locking and checks)."""
+    import numpy as np
+
+    inp = interpreter.get_input_details()[0]
+    outputs = interpreter.get_output_details()
+    rows: dict[str, list] = {d["name"]: [] for d in outputs}
+    for img in images:
+        interpreter.set_tensor(inp["index"], np.asarray(img)[None].astype(inp["dtype"]))
+        interpreter.invoke()
+        for d in outputs:
+            scale, zero = d["quantization"]
+            v = interpreter.get_tensor(d["index"])[0].astype(np.float64)
+            rows[d["name"]].append((v - zero) * scale if scale else v)
+    return {name: np.stack(r) for name, r in rows.items()}

@@ -137,7 +137,7 @@ def heatmap_for(
     if hi > lo:
         region = heat[y0:y1, x0:x1]
         np.subtract(spread, lo, out=region)
-        region *= 1.0 / (hi - lo)
+        region /= hi - lo  # a division, not a reciprocal product: the hottest point is exactly 1
     return heat
 
 

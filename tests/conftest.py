@@ -61,21 +61,12 @@ def weights_dir() -> Path:
 def run_tflite():
     """``run(flatbuffer, images) -> (dequantized outputs, interpreter)``: a converted model run over images
     with LiteRT, one thread, as the runtime runs it (the tools tests' one loop for this)."""
-    import numpy as np
-
-    from skinedge.backend import create_interpreter
+    from skinedge.backend import create_interpreter, run_on_images
 
     def run(flatbuffer: bytes, images):
         interp, _ = create_interpreter(flatbuffer, num_threads=1)
-        inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-        scale, zero = out["quantization"]
-        rows = []
-        for img in images:
-            interp.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
-            interp.invoke()
-            y = interp.get_tensor(out["index"])[0].astype(np.float64)
-            rows.append((y - zero) * scale if scale else y)
-        return np.stack(rows), interp
+        first = interp.get_output_details()[0]["name"]
+        return run_on_images(interp, images)[first], interp
 
     return run
 

@@ -133,11 +133,11 @@ def test_fuse_weighs_maps_equally_and_ignores_flat_ones():
 def test_center_crop_heatmap_is_zero_outside_what_the_model_saw():
     maps = [np.random.default_rng(2).normal(size=(7, 7, 3))]
     spec = PreprocessSpec(aspect="center_crop")
-    heat = heatmap_for(maps, 1, (200, 100), spec)
-    assert heat.shape == (100, 200)
-    assert not heat[:, :50].any() and not heat[:, 150:].any()
-    assert heat[:, 50:150].max() == 1.0
-    assert heatmap_for(maps, 1, (4000, 2000), spec).shape == (128, 256)  # long side capped, same aspect
+    heat = heatmap_for(maps, 1, (120, 60), spec)
+    assert heat.shape == (60, 120)
+    assert not heat[:, :30].any() and not heat[:, 90:].any()
+    assert heat[:, 30:90].max() == 1.0
+    assert heatmap_for(maps, 1, (4000, 2000), spec).shape == (64, 128)  # long side capped, same aspect
 
 
 def test_overlay_blends_by_heat():

@@ -21,7 +21,7 @@ from skinedge_tools.tflite_edit import (  # noqa: E402
     find_classifier_head,
 )
 
-from skinedge.backend import create_interpreter, delegate_status  # noqa: E402
+from skinedge.backend import create_interpreter, delegate_status, run_on_images  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +43,7 @@ def net():
 
 
 def _run(flat: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
-    interp, _ = create_interpreter(flat, num_threads=1)
-    inp = interp.get_input_details()[0]
-    rows: dict[str, list] = {}
-    for img in images:
-        interp.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
-        interp.invoke()
-        for d in interp.get_output_details():
-            scale, zero = d["quantization"]
-            v = interp.get_tensor(d["index"])[0].astype(np.float64)
-            rows.setdefault(d["name"], []).append((v - zero) * scale if scale else v)
-    return {k: np.stack(v) for k, v in rows.items()}
+    return run_on_images(create_interpreter(flat, num_threads=1)[0], images)
 
 
 def test_float_graph_maps_are_the_keras_head_at_every_position(net):

@@ -91,6 +91,8 @@ class SkinedgeServer(ThreadingHTTPServer):
                 request.settimeout(1.0)
                 request.sendall(_raw_response(503, payload.error_payload(
                     503, "ServiceUnavailable", "too many open connections; try again shortly")))
+                request.shutdown(socket.SHUT_WR)
+                _drain(request, budget_s=0.5)
             self.shutdown_request(request)
             return
         try:
@@ -141,6 +143,19 @@ class SkinedgeServer(ThreadingHTTPServer):
                     return False
                 self._busy_changed.wait(left)
         return True
+
+
+def _drain(sock: socket.socket, budget_s: float) -> None:
+    """Read and drop what the client is still sending (a request body), for at most ``budget_s``: closing a
+    socket with unread data resets the connection, and the client would lose the answer already sent."""
+    deadline = time.monotonic() + budget_s
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(min(left, 0.1))
+        try:
+            if not sock.recv(65536):
+                return  # the client read the answer and closed
+        except TimeoutError:
+            continue
 
 
 def _raw_response(status: int, body: dict[str, Any]) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from skinedge.backend import create_interpreter
+from skinedge.backend import create_interpreter, run_on_images
 from skinedge_tools.tflite_edit import (
     CLASS_MAPS,
     CLASS_MAPS_FINE,
@@ -50,20 +50,11 @@ class FineHead:
 
 
 def _run_exposed(flat: bytes, images: np.ndarray, indices: list[int]) -> list[np.ndarray]:
-    """Dequantized values of ``indices`` for every image (one interpreter, graph outputs extended)."""
+    """Dequantized values of the tensors ``indices`` for every image (graph outputs extended to them)."""
     interp, _ = create_interpreter(expose_tensors(flat, indices), num_threads=2)
-    inp = interp.get_input_details()[0]
-    by_index = {int(d["index"]): d for d in interp.get_output_details()}
-    rows: list[list[np.ndarray]] = [[] for _ in indices]
-    for img in images:
-        interp.set_tensor(inp["index"], img[None].astype(inp["dtype"]))
-        interp.invoke()
-        for k, i in enumerate(indices):
-            d = by_index[i]
-            scale, zero = d["quantization"]
-            v = interp.get_tensor(i)[0].astype(np.float64)
-            rows[k].append((v - zero) * scale if scale else v)
-    return [np.stack(r) for r in rows]
+    name_of = {int(d["index"]): d["name"] for d in interp.get_output_details()}
+    values = run_on_images(interp, images)
+    return [values[name_of[i]] for i in indices]
 
 
 def fit_fine_head(flat: bytes, images: np.ndarray, ridge: float = RIDGE) -> FineHead:

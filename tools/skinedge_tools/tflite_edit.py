@@ -334,7 +334,8 @@ def expose_tensors(flat: bytes, indices: list[int]) -> bytes:
     """``flat`` with extra graph outputs (for reading intermediate tensors while fitting; not shipped)."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
     (graph,) = model.subgraphs
-    graph.outputs = np.asarray(list(graph.outputs) + list(indices), dtype=np.int32)
+    current = [int(i) for i in graph.outputs]
+    graph.outputs = np.asarray(current + [int(i) for i in indices if int(i) not in current], dtype=np.int32)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
