@@ -35,7 +35,11 @@ def naive_pixels(path: str | Path) -> tuple[np.ndarray, float, float]:
 
 
 def to_input(pixels: np.ndarray, dtype: Any, norm: tuple[float, float] = (127.5, 127.5)) -> np.ndarray:
-    """A 224x224x3 uint8 image as the model's input tensor (batch of one)."""
+    """A 224x224x3 uint8 image as the model's input tensor (batch of one).
+
+    Deliberately not ``skinedge.preprocess.to_input_tensor``: this is the plain script's own conversion, an
+    independent contender (and the ONNX / MediaPipe / tflite-runtime venvs it runs in need not have skinedge).
+    """
     dtype = np.dtype(dtype)
     if dtype == np.uint8:
         x = pixels

@@ -29,15 +29,15 @@ import numpy as np
 
 from skinedge import Classifier
 from skinedge.explain import deletion_drops, heatmap_for, random_deletion_drop
-from skinedge.preprocess import IMAGE_SUFFIXES, resize
+from skinedge.files import image_files
+from skinedge.preprocess import resize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _photos(shared: Path, split: str, every: int) -> list[Path]:
-    files = sorted((shared / "data" / "skin6" / split).rglob("*"))
-    return [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()][::every]
+    return image_files(shared / "data" / "skin6" / split)[::every]
 
 
 def faithfulness(clf: Classifier, photos: list[Path], trials: int = 4) -> dict:

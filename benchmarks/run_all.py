@@ -87,7 +87,7 @@ def run(selected: list[str], quick: bool, rss_n: int) -> dict:
         folder = common.batch_folder()
         step("batch", lambda: suites.suite_batch(int8, folder, threads, rounds=1 if quick else 3, use_bundled=bundled))
     if "cold" in selected:
-        step("cold", lambda: suites.suite_cold(int8, photos["640x480"], runs=5 if quick else 15, use_bundled=bundled,
+        step("cold", lambda: suites.suite_cold(int8, photos["640x480"], runs=5 if quick else 30, use_bundled=bundled,
                                                rss_n=rss_n))
     return results
 
@@ -249,6 +249,11 @@ def tables(results: dict) -> str:
                   "| command | wall | peak RSS (MiB) |", "|---|---|---|"]
         for k, v in c["wall_s"].items():
             lines.append(f"| {k} | {v['median']:.3f} s (n={v['n']}) | {c['peak_rss_mb'][k]['median']:.1f} |")
+        r = c.get("ratio_vs_plain_script")
+        if r:
+            lines += ["", f"skinedge predict / plain LiteRT script, {c['runs']} interleaved rounds (load "
+                      f"{c['loadavg'][0]:.1f}): **{r['median_of_round_ratios']:.3f}** (median of per-round ratios; "
+                      f"ratio of medians {r['of_medians']:.3f}, of minima {r['of_minima']:.3f})"]
         it = c["importtime"]
         lines += ["", f"`-X importtime`: {it['total_ms']:.0f} ms in {it['modules']} modules; tensorflow/cv2/keras/"
                   f"torch/jax imported: {it['forbidden_imported'] or 'none'}; by top-level package (ms): "

@@ -7,19 +7,31 @@ Outputs are scores from a research model, not a medical diagnosis.
         print(clf.classify("photo.jpg").label)
 """
 
-from skinedge.classifier import DISCLAIMER, Category, ClassificationResult, Classifier, Timings
-from skinedge.errors import (
-    BackendError,
-    ImageError,
-    ImageTooLargeError,
-    MetadataError,
-    ModelError,
-    SkinedgeError,
-)
-from skinedge.metadata import ModelMetadata
-from skinedge.preprocess import ImageLimits, PreprocessSpec
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The public names, imported on first use: ``import skinedge.cli`` then runs the command line's own set-up
+# before numpy is imported (see skinedge/cli.py), and ``from skinedge import X`` works as ever.
+_EXPORTS = {
+    "DISCLAIMER": "skinedge.classifier",
+    "Category": "skinedge.classifier",
+    "ClassificationResult": "skinedge.classifier",
+    "Classifier": "skinedge.classifier",
+    "Timings": "skinedge.classifier",
+    "BackendError": "skinedge.errors",
+    "ImageError": "skinedge.errors",
+    "ImageTooLargeError": "skinedge.errors",
+    "MetadataError": "skinedge.errors",
+    "ModelError": "skinedge.errors",
+    "SkinedgeError": "skinedge.errors",
+    "ModelMetadata": "skinedge.metadata",
+    "ImageLimits": "skinedge.preprocess",
+    "PreprocessSpec": "skinedge.preprocess",
+}
 
 __all__ = [
     "DISCLAIMER",
@@ -37,3 +49,29 @@ __all__ = [
     "SkinedgeError",
     "Timings",
 ]
+
+if TYPE_CHECKING:  # what static checkers and IDEs see
+    from skinedge.classifier import DISCLAIMER, Category, ClassificationResult, Classifier, Timings
+    from skinedge.errors import (
+        BackendError,
+        ImageError,
+        ImageTooLargeError,
+        MetadataError,
+        ModelError,
+        SkinedgeError,
+    )
+    from skinedge.metadata import ModelMetadata
+    from skinedge.preprocess import ImageLimits, PreprocessSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skinedge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,24 @@ def delegate_status(interpreter: Any) -> DelegateStatus:
     return DelegateStatus(delegated=n > 0, partitions=n)
 
 
+def invoke_once(interpreter: Any, inputs: Iterable[tuple[int, Any]], outputs: Iterable[int]) -> list[Any]:
+    """Set each ``(tensor index, array)`` of ``inputs``, invoke once, and return the ``outputs`` tensors (copies),
+    in order: the one way skinedge runs an interpreter (the classifier's hot path under its lock, the load
+    probe, :func:`run_on_images`). No checks, no conversion: callers bring arrays of the input's dtype."""
+    for index, tensor in inputs:
+        interpreter.set_tensor(index, tensor)
+    interpreter.invoke()
+    return [interpreter.get_tensor(index) for index in outputs]
+
+
+def dequantize(raw: Any, detail: dict) -> Any:
+    """An output tensor as float64 real values: ``(q - zero_point) * scale`` for a quantized tensor (non-zero
+    scale in ``detail["quantization"]``), the values as they are for a float one."""
+    scale, zero = detail["quantization"]
+    values = raw.astype("float64")
+    return (values - zero) * scale if scale else values
+
+
 def run_on_images(interpreter: Any, images: Any) -> dict[str, Any]:
     """Every output of ``interpreter`` for each of ``images`` (``HxWx3`` arrays, cast to the input type),
     dequantized to float64 and stacked, by output name: the one loop the build tools and tests run a
@@ -189,12 +208,10 @@ def run_on_images(interpreter: Any, images: Any) -> dict[str, Any]:
 
     inp = interpreter.get_input_details()[0]
     outputs = interpreter.get_output_details()
+    indices = [d["index"] for d in outputs]
     rows: dict[str, list] = {d["name"]: [] for d in outputs}
     for img in images:
-        interpreter.set_tensor(inp["index"], np.asarray(img)[None].astype(inp["dtype"]))
-        interpreter.invoke()
-        for d in outputs:
-            scale, zero = d["quantization"]
-            v = interpreter.get_tensor(d["index"])[0].astype(np.float64)
-            rows[d["name"]].append((v - zero) * scale if scale else v)
+        values = invoke_once(interpreter, ((inp["index"], np.asarray(img)[None].astype(inp["dtype"])),), indices)
+        for d, v in zip(outputs, values):
+            rows[d["name"]].append(dequantize(v[0], d))
     return {name: np.stack(r) for name, r in rows.items()}

@@ -39,7 +39,7 @@ def run_bench(
     t = time.perf_counter()
     clf.invoke(pixels)
     first_ms = (time.perf_counter() - t) * 1000
-    interpreter = clf._interpreter  # the very interpreter the Classifier drives: same model, same threads
+    interpreter = clf.interpreter  # the very interpreter the Classifier drives: same model, same threads
     samples = interleaved({"classifier": lambda: clf.invoke(pixels), "interpreter": interpreter.invoke}, runs, warmup)
     sdk, bare = LatencyStats.of(samples["classifier"]), LatencyStats.of(samples["interpreter"])
     e2e = [clf.classify(photo).timings for _ in range(e2e_runs)]

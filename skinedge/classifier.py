@@ -20,10 +20,26 @@ import numpy as np
 from PIL import Image
 
 from skinedge import model_io
-from skinedge.backend import DelegateStatus, create_interpreter, delegate_status, usable_cpus
+from skinedge.backend import (
+    DelegateStatus,
+    create_interpreter,
+    delegate_status,
+    dequantize,
+    invoke_once,
+    usable_cpus,
+)
 from skinedge.errors import ImageError, MetadataError, ModelError, SkinedgeError
 from skinedge.metadata import ModelMetadata, read_labels_file
-from skinedge.preprocess import DEFAULT_LIMITS, ImageInput, ImageLimits, PreprocessSpec, decode, describe_source, resize
+from skinedge.preprocess import (
+    DEFAULT_LIMITS,
+    ImageInput,
+    ImageLimits,
+    PreprocessSpec,
+    decode,
+    describe_source,
+    resize,
+    to_input_tensor,
+)
 
 DISCLAIMER = "Scores from a research model, not a medical diagnosis: consult a clinician."
 
@@ -116,6 +132,7 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities from 1-D ``logits`` at calibration ``temperature``, in float64: the runtime's one softmax."""
     z = logits.astype(np.float64) / temperature
     z -= z.max()
     e = np.exp(z)
@@ -147,8 +164,9 @@ class Classifier:
         abstain_threshold: override the model's abstain threshold (``uncertain`` flag).
         output_kind: ``logits`` or ``probabilities``, for models without metadata (default:
             ``probabilities`` when the output is a uint8/int8 softmax-like tensor, else ``logits``).
-        preprocess: override the preprocessing spec (models without metadata default to squash +
-            bilinear to the input tensor's size).
+        preprocess: override the preprocessing spec, normalisation included (models without metadata
+            default to squash + bilinear to the input tensor's size and, for float inputs,
+            ``(pixel - 127.5) / 127.5``).
         limits: image pixel and file-size limits.
         verify: check the model's recorded SHA-256 and structure before loading (default True).
     """
@@ -178,13 +196,15 @@ class Classifier:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         name = str(self.model_path)
         try:
-            self._interpreter, self.backend = create_interpreter(packed.data, self.num_threads, backend)
+            self._interpreter, self.backend = create_interpreter(packed.flatbuffer, self.num_threads, backend)
         except ModelError as exc:
             raise ModelError(name, exc.reason) from None
         self.delegate: DelegateStatus = delegate_status(self._interpreter)
         self._input = self._single(self._interpreter.get_input_details(), "input", name)
         self.metadata: ModelMetadata | None = packed.metadata
         self._output, self._map_outputs = self._split_outputs(self._interpreter.get_output_details(), name)
+        self._read_scores = (self._output["index"],)  # what one invoke reads back: scores, then any maps
+        self._read_with_maps = self._read_scores + tuple(d["index"] for d in self._map_outputs.values())
         self.model_files: dict[str, bytes] = packed.files  # metadata archive entries (self-test vectors...)
         self.model_sha256: str = packed.sha256
         self.labels: tuple[str, ...] = self._resolve_labels(labels, packed.labels, name)
@@ -252,7 +272,8 @@ class Classifier:
         shape = [int(v) for v in self._input["shape"]]
         if len(shape) != 4 or shape[3] != 3:
             raise ModelError(name, f"input tensor {shape} is not an image (expected [1, H, W, 3])")
-        return PreprocessSpec(height=int(shape[1]), width=int(shape[2]), jpeg_draft=False)
+        # Float inputs in [-1, 1]: the Keras MobileNet / TFLite image-classifier convention.
+        return PreprocessSpec(height=int(shape[1]), width=int(shape[2]), jpeg_draft=False, mean=127.5, std=127.5)
 
     def _guess_output_kind(self) -> str:
         # A quantized output with scale 1/256 is the classic uint8/int8 softmax layout.
@@ -295,24 +316,22 @@ class Classifier:
         return self.delegate.delegated
 
     @property
+    def interpreter(self) -> Any:
+        """The TFLite interpreter this classifier drives (for benchmarks and inspection).
+
+        It is shared, not a copy, and not thread-safe: ``invoke`` on it races with the classifier's own
+        (locked) invokes and overwrites their tensors. Use it from one thread while nothing else classifies,
+        and only until :meth:`close` (which releases it: None afterwards).
+        """
+        return self._interpreter
+
+    @property
     def input_details(self) -> dict:
         return dict(self._input)
 
     @property
     def output_details(self) -> dict:
         return dict(self._output)
-
-    def _to_input_tensor(self, pixels: np.ndarray) -> np.ndarray:
-        dtype = self._input["dtype"]
-        if dtype == np.uint8:
-            x = pixels  # quantized image models take raw pixels (TFLite convention)
-        elif dtype == np.int8:
-            x = (pixels.astype(np.int16) - 128).astype(np.int8)
-        else:
-            mean = self.metadata.input_mean if self.metadata else 127.5
-            std = self.metadata.input_std if self.metadata else 127.5
-            x = (pixels.astype(np.float32) - mean) / std
-        return x[np.newaxis]
 
     def raw_output(self, pixels: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``HxWx3`` uint8 array; return its dequantized output
@@ -337,26 +356,20 @@ class Classifier:
         expected = (self.spec.height, self.spec.width, 3)
         if pixels.shape != expected or pixels.dtype != np.uint8:
             raise ValueError(f"expected a {expected} uint8 array, got {pixels.shape} {pixels.dtype}")
-        tensor = self._to_input_tensor(pixels)
+        tensor = to_input_tensor(pixels, self.spec, self._input["dtype"])
         with self._lock:
             if self._closed:  # closed by another thread while this one waited for the lock
                 raise RuntimeError("Classifier is closed")
             try:
-                self._interpreter.set_tensor(self._input["index"], tensor)
-                self._interpreter.invoke()
-                raw = self._interpreter.get_tensor(self._output["index"])
-                maps = {k: self._interpreter.get_tensor(d["index"])[0] for k, d in self._map_outputs.items()} \
-                    if with_maps else {}
+                raw, *map_values = invoke_once(self._interpreter, ((self._input["index"], tensor),),
+                                               self._read_with_maps if with_maps else self._read_scores)
             except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
                 detail = " ".join(str(exc).split())[:300]
                 raise ModelError(str(self.model_path), f"the interpreter failed to run the model: {detail}") from None
         if raw.size != len(self.labels):  # the run resized the output its declared shape promised
             raise ModelError(str(self.model_path), f"the model gave {raw.size} values for {len(self.labels)} labels")
-        scale, zero = self._output["quantization"]
-        values = raw.reshape(-1).astype(np.float64)
-        if self._output["dtype"] in (np.uint8, np.int8) and scale:
-            values = (values - zero) * scale
-        return values, maps
+        maps = {name: m[0] for name, m in zip(self._map_outputs, map_values)}
+        return dequantize(raw, self._output).reshape(-1), maps
 
     def invoke(self, pixels: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``HxWx3`` uint8 array; return calibrated class scores."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ from typing import Any
 import click
 
 from skinedge.errors import ImageError, SkinedgeError
+
+# numpy is imported later, by the commands. skinedge's arithmetic runs in LiteRT's own threads and numpy only
+# handles small arrays, so OpenBLAS's worker threads (one per core, started when numpy is imported and joined
+# at exit) would only cost every command its start-up (docs/benchmarks.md, suite 5). A user's setting wins.
+if not any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS")):
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 #: Exit statuses, the same for every command (README "Command line").
 EXIT_FAILED_INPUTS = 1  # some inputs could not be classified (or selftest: outputs differ)
@@ -47,14 +54,12 @@ def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
 
     A path that does not exist and matches nothing is yielded as an :class:`ImageError`.
     """
-    from skinedge.preprocess import IMAGE_SUFFIXES
+    from skinedge.files import image_files
 
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            found = sorted(
-                str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
-            )
+            found = [str(f) for f in image_files(p)]
             if not found:
                 yield ImageError(raw, "folder contains no images")
             yield from found
@@ -335,8 +340,10 @@ def info(model, labels, backend, as_json) -> None:
     for key, t in tensors.items():
         click.echo(f"{key:<11} {t['shape']} {t['dtype']} (scale {t['scale']:.6g}, zero point {t['zero_point']})")
     spec = clf.spec
+    fed = {"uint8": "pixel", "int8": "pixel - 128"}  # quantized inputs ignore mean/std (preprocess.to_input_tensor)
+    norm = f", fed as {fed.get(tensors['input']['dtype'], f'(pixel - {spec.mean}) / {spec.std}')}"
     click.echo(f"preprocess  {spec.height}x{spec.width}, {spec.aspect}, {spec.resize_filter} (antialiased), "
-               f"jpeg draft {'on' if spec.jpeg_draft else 'off'}, spec v{spec.version}")
+               f"jpeg draft {'on' if spec.jpeg_draft else 'off'}{norm}, spec v{spec.version}")
     in_graph = (md.metrics or {}).get("calibration_temperature") if md else None
     calibration = f"temperature {data['temperature']:.4g}"
     if in_graph and data["output_kind"] == "probabilities":

@@ -1,4 +1,7 @@
-"""A light structural walk of a ``.tflite`` flatbuffer, run before any interpreter sees the bytes.
+"""Structural checks of a ``.tflite`` flatbuffer, run before any interpreter sees the bytes.
+
+:func:`check_flatbuffer` is the cheap one every model file gets (identifier, root offset);
+:func:`check_tflite_structure` is a light walk of the graph, described below.
 
 LiteRT runs the FlatBuffers verifier, which catches offsets and vectors that point outside the
 file, but not a model that is well-formed as a flatbuffer and wrong as a graph: a tensor index past
@@ -21,6 +24,8 @@ import numpy as np
 
 from skinedge.errors import ModelError
 
+#: The TFLite flatbuffer file identifier, at bytes 4..8 of every model.
+TFLITE_IDENTIFIER = b"TFL3"
 # Bits per element of each TensorType (tflite schema.fbs); None: no fixed size (string, resource...).
 _TYPE_BITS: dict[int, int | None] = {
     0: 32,  # FLOAT32
@@ -222,6 +227,21 @@ class _Table:
                 self.r.data[start : start + count].decode("utf-8")
             except UnicodeDecodeError:
                 raise _Damaged(f"{self.what}.{name} is not valid UTF-8") from None
+
+
+def check_flatbuffer(data: bytes, source: str) -> None:
+    """The cheap checks, run on every model file: big enough, the ``TFL3`` identifier, a root offset inside it.
+
+    Raises:
+        ModelError: the bytes are not a TFLite flatbuffer.
+    """
+    if len(data) < 16:
+        raise ModelError(source, f"file is {len(data)} bytes: too small to be a .tflite model")
+    if data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(source, "not a TFLite model (missing the 'TFL3' flatbuffer identifier)")
+    root = int.from_bytes(data[0:4], "little")
+    if root < 8 or root + 4 > len(data):
+        raise ModelError(source, "damaged TFLite model: flatbuffer root offset points outside the file")
 
 
 def check_tflite_structure(data: bytes, source: str = "model") -> None:

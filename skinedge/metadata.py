@@ -19,13 +19,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinedge.appended_zip import read_stored_zip
 from skinedge.digest import sha256_hex
 from skinedge.errors import MetadataError, ModelError
+from skinedge.flatbuffer_check import check_flatbuffer
 from skinedge.preprocess import PreprocessSpec
 
 METADATA_NAME = "skinedge.json"
@@ -33,8 +34,8 @@ LABELS_NAME = "labels.txt"
 FORMAT = "skinedge-metadata"
 FORMAT_VERSION = 1
 OUTPUT_KINDS = ("logits", "probabilities")
-# The TFLite flatbuffer file identifier, at bytes 4..8 of every model.
-TFLITE_IDENTIFIER = b"TFL3"
+#: Archive entries larger than this are refused (a self-test PNG is ~100 kB).
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,11 @@ class ModelMetadata:
 
     Attributes:
         labels: class names, in output order.
-        preprocess: how photos become the input tensor (see :class:`PreprocessSpec`).
+        preprocess: how photos become the input tensor, normalisation included (see :class:`PreprocessSpec`).
         output_kind: ``logits`` (softmax applied by the runtime, with ``temperature``) or
             ``probabilities`` (used as they are).
         temperature: calibration temperature fitted on validation data (1.0: uncalibrated).
         abstain_threshold: results whose top score is below this are flagged ``uncertain``.
-        input_mean, input_std: for float input tensors, ``(pixel - mean) / std`` is fed.
         input_shape, input_dtype, num_outputs: what the tensors must look like; checked at load.
         model_sha256: SHA-256 of the flatbuffer part (everything before the metadata archive).
         name, description, provenance, metrics: free-form documentation of the model.
@@ -61,8 +61,6 @@ class ModelMetadata:
     output_kind: str = "logits"
     temperature: float = 1.0
     abstain_threshold: float = 0.0
-    input_mean: float = 0.0
-    input_std: float = 1.0
     input_shape: tuple[int, ...] | None = None
     input_dtype: str | None = None
     num_outputs: int | None = None
@@ -89,9 +87,7 @@ class ModelMetadata:
             "preprocess": self.preprocess.to_dict(),
             "output": {"kind": self.output_kind, "temperature": self.temperature},
             "abstain_threshold": self.abstain_threshold,
-            "input": {
-                "mean": self.input_mean,
-                "std": self.input_std,
+            "input": {  # mean and std live in "preprocess" since spec v2
                 "shape": list(self.input_shape) if self.input_shape else None,
                 "dtype": self.input_dtype,
             },
@@ -116,12 +112,12 @@ class ModelMetadata:
             inp = d.get("input", {})
             md = cls(
                 labels=labels,
-                preprocess=PreprocessSpec.from_dict(d.get("preprocess", {}), source),
+                # A v1 spec's mean/std are in "input" (0 and 1 when absent, as v1 read them).
+                preprocess=PreprocessSpec.from_dict(d.get("preprocess", {}), source,
+                                                    v1_norm=(inp.get("mean", 0.0), inp.get("std", 1.0))),
                 output_kind=str(out.get("kind", "logits")),
                 temperature=float(out.get("temperature", 1.0)),
                 abstain_threshold=float(d.get("abstain_threshold", 0.0)),
-                input_mean=float(inp.get("mean", 0.0)),
-                input_std=float(inp.get("std", 1.0)),
                 input_shape=tuple(int(v) for v in inp["shape"]) if inp.get("shape") else None,
                 input_dtype=inp.get("dtype"),
                 num_outputs=int(d["num_outputs"]) if d.get("num_outputs") is not None else None,
@@ -151,8 +147,6 @@ class ModelMetadata:
             raise MetadataError(source, f"calibration temperature must be positive, got {self.temperature}")
         if not (0.0 <= self.abstain_threshold <= 1.0):
             raise MetadataError(source, f"abstain threshold must be in [0, 1], got {self.abstain_threshold}")
-        if not self.input_std > 0:
-            raise MetadataError(source, f"input std must be positive, got {self.input_std}")
         maps = self.explain.get("maps", []) if self.explain else []
         if not isinstance(maps, list) or not all(
             isinstance(m, dict) and isinstance(m.get("output"), str)
@@ -166,13 +160,39 @@ class ModelMetadata:
 
 
 @dataclass(frozen=True)
-class PackedModel:
-    """A model file split into its flatbuffer and what the metadata archive holds."""
+class ModelFile:
+    """A ``.tflite`` model file, split into the flatbuffer an interpreter runs and what its metadata archive holds.
+
+    :func:`unpack` makes one from bytes; :func:`skinedge.model_io.read_model` from a file, after its checks.
+
+    Attributes:
+        flatbuffer: the model without its metadata archive: what the interpreter is given.
+        metadata: skinedge's metadata (``skinedge.json``), or None for a model without it.
+        labels: the archive's ``labels.txt``, if it has one (third-party packing included).
+        files: every archive entry by name (``skinedge.json``, ``labels.txt``, self-test vectors...).
+        sha256: SHA-256 of the whole file (flatbuffer and archive), as a hex string.
+    """
 
     flatbuffer: bytes
     metadata: ModelMetadata | None
     labels: tuple[str, ...] | None
     files: dict[str, bytes]
+    sha256: str
+
+
+def _read_archive(data: bytes, source: str) -> tuple[int, dict[str, bytes]] | None:
+    """Where the appended archive starts in ``data`` and its entries by name; None if there is none.
+
+    The archives skinedge packs are read without zipfile (a cold start saves its imports); anything
+    else, damaged archives included, is read, judged and reported by zipfile as it always was.
+    """
+    found = read_stored_zip(data, MAX_ENTRY_BYTES)
+    if found is not None:
+        return found
+    start = _zip_start(data, source)
+    if start is None:
+        return None
+    return start, _read_with_zipfile(data, source)
 
 
 def _zip_start(data: bytes, source: str = "<model>") -> int | None:
@@ -187,6 +207,8 @@ def _zip_start(data: bytes, source: str = "<model>") -> int | None:
         if ours:
             raise MetadataError(source, "damaged metadata archive (its end-of-archive record is missing)")
         return None
+    import zipfile  # only for archives read_stored_zip leaves alone (and for pack)
+
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
@@ -211,35 +233,35 @@ def _names_our_file(data: bytes) -> bool:
     return False
 
 
-def check_flatbuffer(data: bytes, source: str) -> None:
-    """Cheap structural checks before an interpreter sees the bytes."""
-    if len(data) < 16:
-        raise ModelError(source, f"file is {len(data)} bytes: too small to be a .tflite model")
-    if data[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(source, "not a TFLite model (missing the 'TFL3' flatbuffer identifier)")
-    root = int.from_bytes(data[0:4], "little")
-    if root < 8 or root + 4 > len(data):
-        raise ModelError(source, "damaged TFLite model: flatbuffer root offset points outside the file")
+def _read_with_zipfile(data: bytes, source: str) -> dict[str, bytes]:
+    import zipfile
 
-
-def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedModel:
-    """Split ``data`` into flatbuffer and metadata, verifying the recorded checksum if present."""
-    check_flatbuffer(data, source)
-    start = _zip_start(data, source)
-    if start is None:
-        return PackedModel(flatbuffer=data, metadata=None, labels=None, files={})
-    flatbuffer = data[:start]
     files: dict[str, bytes] = {}
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             for info in zf.infolist():
-                if info.file_size > 64 * 1024 * 1024:
+                if info.file_size > MAX_ENTRY_BYTES:
                     raise MetadataError(source, f"metadata entry {info.filename!r} is implausibly large")
                 files[info.filename] = zf.read(info)  # zipfile checks each entry's CRC-32
     except MetadataError:
         raise
     except Exception as exc:  # damaged archive: CRC mismatch, bad headers, bad compression
         raise MetadataError(source, f"damaged metadata archive ({type(exc).__name__}: {exc})") from None
+    return files
+
+
+def unpack(data: bytes, source: str, *, verify_checksum: bool = True, sha256: str | None = None) -> ModelFile:
+    """Split ``data`` (a whole model file) into flatbuffer and metadata, verifying the recorded checksum if present.
+
+    ``sha256``: the SHA-256 of ``data`` when the caller has computed it already (it is not hashed again).
+    """
+    check_flatbuffer(data, source)
+    digest = sha256 or sha256_hex(data)
+    archive = _read_archive(data, source)
+    if archive is None:
+        return ModelFile(flatbuffer=data, metadata=None, labels=None, files={}, sha256=digest)
+    start, files = archive
+    flatbuffer = data[:start]
     if METADATA_NAME not in files and METADATA_NAME.encode() in data[start:]:
         raise MetadataError(source, f"damaged metadata archive ({METADATA_NAME} is named in it but unreadable)")
     metadata = None
@@ -262,7 +284,7 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True) -> PackedM
         labels = parse_labels(files[LABELS_NAME].decode("utf-8", errors="replace"))
     if metadata is not None and labels is not None and tuple(labels) != metadata.labels:
         raise MetadataError(source, f"{LABELS_NAME} and {METADATA_NAME} disagree on the labels")
-    return PackedModel(flatbuffer=flatbuffer, metadata=metadata, labels=labels, files=files)
+    return ModelFile(flatbuffer=flatbuffer, metadata=metadata, labels=labels, files=files, sha256=digest)
 
 
 def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, bytes] | None = None) -> bytes:
@@ -273,6 +295,7 @@ def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, byte
     check_flatbuffer(flatbuffer, "<flatbuffer>")
     if _zip_start(flatbuffer) is not None:
         raise ModelError("<flatbuffer>", "model already carries a metadata archive; pack the bare flatbuffer")
+    import zipfile
     from dataclasses import replace
 
     reserved = {METADATA_NAME, LABELS_NAME} & set(extra_files or {})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from skinedge.digest import sha256_hex
 from skinedge.errors import ModelError
-from skinedge.metadata import ModelMetadata, unpack
+from skinedge.flatbuffer_check import check_tflite_structure
+from skinedge.metadata import ModelFile, unpack
 
 #: File name of the model bundled with the package (package ``skinedge.bundled``, from ``models/``).
 BUNDLED_MODEL = "skinedge_mobilenetv2_int8.tflite"
@@ -22,18 +22,6 @@ PROBE_ENV = "SKINEDGE_PROBE_MODELS"
 PROBE_TIMEOUT_S = 120.0
 _probed: set[str] = set()  # SHA-256 of flatbuffers that passed a probe in this process
 _probed_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A verified model: the flatbuffer for the interpreter plus what its metadata says."""
-
-    path: Path
-    data: bytes
-    metadata: ModelMetadata | None
-    labels: tuple[str, ...] | None
-    files: dict[str, bytes]
-    sha256: str
 
 
 def bundled_model_path() -> Path:
@@ -63,7 +51,7 @@ def _recorded_sha256(path: Path) -> str | None:
     return sidecar.read_text().split()[0].strip().lower()
 
 
-def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | None = None) -> LoadedModel:
+def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | None = None) -> ModelFile:
     """Read and check a ``.tflite`` file before any interpreter sees it.
 
     Checks: the file exists and is a plausible size; it is a TFLite flatbuffer; its metadata (if
@@ -102,34 +90,28 @@ def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | No
                                f"the recorded {expected[:12]}...")
     # A file that matches its recorded SHA-256 is the very file the build verified: hashing its
     # flatbuffer part again against the metadata would prove nothing new (and costs ~12 ms on a Pi).
-    packed = unpack(data, name, verify_checksum=verify and expected is None)
+    model = unpack(data, name, verify_checksum=verify and expected is None, sha256=digest)
     # The bundled model, once its bytes match the SHA-256 shipped beside it, is the very file CI walked
     # and tested (tests/test_bundled_model.py): walking it again on every start would prove nothing.
     if verify and not (expected is not None and _is_bundled(p)):
-        from skinedge.flatbuffer_check import check_tflite_structure  # not needed for the bundled model
-
-        check_tflite_structure(packed.flatbuffer, name)
+        check_tflite_structure(model.flatbuffer, name)
     if probe is None:
         probe = os.environ.get(PROBE_ENV, "").strip() not in ("", "0")
     if probe:
-        probe_model(packed.flatbuffer, name)
-    return LoadedModel(path=p, data=packed.flatbuffer, metadata=packed.metadata, labels=packed.labels,
-                       files=packed.files, sha256=digest)
+        probe_model(model.flatbuffer, name)
+    return model
 
 
 _PROBE_CODE = """
 import sys
 import numpy as np
-from skinedge.backend import create_interpreter
+from skinedge.backend import create_interpreter, invoke_once
 with open(sys.argv[1], "rb") as f:
     data = f.read()
 try:
     interpreter, _ = create_interpreter(data, 1, sys.argv[2] or None)
-    for d in interpreter.get_input_details():
-        interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-    interpreter.invoke()
-    for d in interpreter.get_output_details():
-        interpreter.get_tensor(d["index"])
+    invoke_once(interpreter, [(d["index"], np.zeros(d["shape"], d["dtype"])) for d in interpreter.get_input_details()],
+                [d["index"] for d in interpreter.get_output_details()])
 except Exception as exc:
     print(getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
     sys.exit(3)

@@ -16,6 +16,7 @@ Two steps, timed separately by the classifier:
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import re
@@ -26,16 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import (  # noqa: F401  (importing a plugin registers its decoder for DECODE_FORMATS)
-    BmpImagePlugin,
-    GifImagePlugin,
-    Image,
-    ImageOps,
-    JpegImagePlugin,
-    PngImagePlugin,
-    TiffImagePlugin,
-    WebPImagePlugin,
-)
+from PIL import Image
 
 from skinedge.errors import ImageError, ImageTooLargeError, MetadataError
 
@@ -49,11 +41,27 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".webp", "
 #: Ghostscript; PSD, ICNS, FITS...) are refused as "not a readable image". The JPEG decoder also
 #: opens MPO, the multi-picture JPEG that phone cameras write.
 DECODE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+#: The Pillow plugin that decodes each of those, imported when a file needs it (all six cost a cold start
+#: ~8 ms). Each must be imported before Image.open tries its format, or Pillow imports every plugin it has.
+_PLUGINS = {"JPEG": "JpegImagePlugin", "PNG": "PngImagePlugin", "WEBP": "WebPImagePlugin", "BMP": "BmpImagePlugin",
+            "GIF": "GifImagePlugin", "TIFF": "TiffImagePlugin"}
+#: The first bytes each plugin accepts (its ``_accept``; WebP: ``RIFF`` + 4 bytes + ``WEBP``). No two formats
+#: share any, so trying only the format a file's first bytes name opens, or refuses, what trying all six would.
+_SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "BMP": (b"BM",),
+    "GIF": (b"GIF87a", b"GIF89a"),
+    "TIFF": (b"MM\x00\x2a", b"II\x2a\x00", b"MM\x2a\x00", b"II\x00\x2a", b"MM\x00\x2b", b"II\x2b\x00"),
+}
 
 _EXIF_ORIENTATION = 0x0112
 
-#: The newest preprocessing-spec version this runtime implements.
-SPEC_VERSION = 1
+#: The newest preprocessing-spec version this runtime implements. v2 added ``mean`` and ``std`` (in v1 they
+#: sat in the metadata's ``input`` section; :meth:`PreprocessSpec.from_dict` still reads them from there).
+SPEC_VERSION = 2
+#: Fields each spec version may hold beyond v1's.
+_FIELDS_SINCE = {"mean": 2, "std": 2}
 
 _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -63,6 +71,9 @@ _FILTERS = {
     "box": Image.Resampling.BOX,
 }
 _ASPECTS = ("squash", "center_crop")
+
+#: A normalisation constant: one value for all channels, or one per channel (R, G, B).
+Norm = float | tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class PreprocessSpec:
         jpeg_draft: decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) that still covers the
             target size before resizing.
         alpha_background: RGB colour that transparent pixels are composited over.
+        mean, std: the normalisation of float input tensors, one value or one per RGB channel (as in timm's
+            data config, on the 0..255 scale): ``(pixel - mean) / std`` is fed. Quantized (uint8/int8) input
+            tensors ignore them, as they ignore the tensor's scale and zero point: the converter folded the
+            normalisation into those, so raw pixel codes are fed (see :func:`to_input_tensor`).
         version: spec version; a model needing a newer one than :data:`SPEC_VERSION` is refused.
     """
 
@@ -87,9 +102,15 @@ class PreprocessSpec:
     aspect: str = "squash"
     jpeg_draft: bool = True
     alpha_background: tuple[int, int, int] = (255, 255, 255)
+    mean: Norm = 0.0
+    std: Norm = 1.0
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):  # one canonical form (float or 3-tuple), so equal specs compare equal
+            object.__setattr__(self, name, _norm(name, getattr(self, name)))
+        if not all(v > 0 for v in np.atleast_1d(self.std)):
+            raise ValueError(f"std must be positive, got {self.std!r}")
         if self.resize_filter not in _FILTERS:
             raise ValueError(f"resize_filter must be one of {sorted(_FILTERS)}, got {self.resize_filter!r}")
         if self.aspect not in _ASPECTS:
@@ -102,12 +123,21 @@ class PreprocessSpec:
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form written into model metadata."""
         d = asdict(self)
-        d["alpha_background"] = list(self.alpha_background)
+        for name in ("alpha_background", "mean", "std"):
+            if isinstance(d[name], tuple):
+                d[name] = list(d[name])
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "<metadata>") -> PreprocessSpec:
-        """Read a spec from model metadata; refuse versions and fields this runtime does not know."""
+    def from_dict(
+        cls, d: dict[str, Any], source: str = "<metadata>", *, v1_norm: tuple[Any, Any] = (0.0, 1.0)
+    ) -> PreprocessSpec:
+        """Read a spec from model metadata; refuse versions and fields this runtime does not know.
+
+        A v1 spec has no ``mean``/``std``: they came from the metadata's ``input`` section, which the caller
+        passes as ``v1_norm``. The spec returned is always of the current version (what it means, not how it
+        was written), so the same preprocessing compares equal whichever version stored it.
+        """
         try:
             version = int(d.get("version", 1))
         except (TypeError, ValueError):
@@ -118,17 +148,33 @@ class PreprocessSpec:
                 f"model needs preprocessing spec v{version}, this skinedge implements v{SPEC_VERSION}: "
                 "upgrade skinedge",
             )
-        known = {f for f in cls.__dataclass_fields__}
+        known = {f for f in cls.__dataclass_fields__ if _FIELDS_SINCE.get(f, 1) <= version}
         unknown = set(d) - known
         if unknown:
-            raise MetadataError(source, f"unknown preprocessing fields {sorted(unknown)}")
-        kwargs = dict(d)
+            raise MetadataError(source, f"unknown preprocessing fields {sorted(unknown)} (spec v{version})")
+        kwargs = {**dict(zip(("mean", "std"), v1_norm)), **d} if version < 2 else dict(d)
+        kwargs["version"] = SPEC_VERSION
         try:
             if "alpha_background" in kwargs:
                 kwargs["alpha_background"] = tuple(int(c) for c in kwargs["alpha_background"])
             return cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise MetadataError(source, f"invalid preprocessing spec: {exc}") from None
+
+
+def _norm(name: str, value: Any) -> Norm:
+    """``value`` as a float or a tuple of three floats (what ``mean``/``std`` hold); ValueError otherwise."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3:
+            raise ValueError(f"{name} must be one value or one per RGB channel, got {list(value)!r}")
+        out: Norm = tuple(float(v) for v in value)  # type: ignore[assignment]
+    elif isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        out = float(value)
+    else:
+        raise ValueError(f"{name} must be a number or three numbers, got {value!r}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -207,7 +253,7 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
     else:
         raise ImageError(name, "expected a path, bytes, a PIL image or an HxWx3 uint8 array")
     try:
-        image = Image.open(fp, formats=DECODE_FORMATS)
+        image = Image.open(fp, formats=_formats_to_try(fp))
     except Image.DecompressionBombError as exc:
         fp.close()
         raise _bomb_error(name, exc, limits) from None
@@ -218,6 +264,24 @@ def _open(source: ImageInput, limits: ImageLimits) -> _Opened:
         fp.close()
         raise ImageError(name, f"not a readable image ({_short(exc)})") from None
     return _Opened(image=image, source=name, _keep=[fp])
+
+
+def _formats_to_try(fp: Any) -> tuple[str, ...]:
+    """The one format ``fp``'s first bytes name, else all of :data:`DECODE_FORMATS`; their plugins imported."""
+    prefix = fp.read(16)
+    fp.seek(0)
+    if prefix[:4] == b"RIFF" and prefix[8:12] == b"WEBP":
+        formats: tuple[str, ...] = ("WEBP",)
+    else:
+        formats = next(((f,) for f, signatures in _SIGNATURES.items() if prefix.startswith(signatures)), DECODE_FORMATS)
+    for f in formats:
+        importlib.import_module(f"PIL.{_PLUGINS[f]}")
+    # Image.open of a file object would still import Pillow's five common plugins first (``preinit``, ~6 ms).
+    # Marking that step done is safe: the plugins needed here are registered, and whenever Pillow finds a
+    # format missing later (this process's other opens and saves) it imports every plugin (``init``).
+    if getattr(Image, "_initialized", None) == 0:
+        Image._initialized = 1
+    return formats
 
 
 def _file_kind(mode: int) -> str:
@@ -311,6 +375,8 @@ def decode(
             image.draft(image.mode, (side, side))
         image.load()
         if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even when upright
+            from PIL import ImageOps  # only for photos stored rotated: its imports cost every start ~1.5 ms
+
             image = ImageOps.exif_transpose(image)
         return _to_rgb(image, background)
     except ImageError:
@@ -347,3 +413,33 @@ def prepare(
     """Decode and resize in one call: exactly what the model sees. Training arrays are built with this."""
     draft = (spec.width, spec.height) if spec.jpeg_draft else None
     return resize(decode(source, draft_size=draft, background=spec.alpha_background, limits=limits), spec)
+
+
+def to_input_tensor(pixels: np.ndarray, spec: PreprocessSpec, dtype: Any) -> np.ndarray:
+    """The model's input tensor, a batch of one, from prepared ``HxWx3`` uint8 pixels: the one place this
+    conversion is written (what :class:`skinedge.Classifier` feeds its interpreter).
+
+    * ``uint8`` input: the pixels as they are.
+    * ``int8`` input: ``pixel - 128``, the same codes shifted into int8's range.
+    * ``float32`` input: ``(pixel - spec.mean) / spec.std`` in float32.
+
+    Quantized inputs use neither ``spec.mean``/``std`` nor the tensor's scale and zero point. The convention
+    of TFLite's quantized image models is that the normalisation is folded into the input quantization
+    (uint8: scale ``1/std``, zero point ``mean``; int8: zero point ``mean - 128``), so the pixel codes are
+    what the graph expects.
+
+    Raises:
+        ValueError: ``dtype`` is not uint8, int8 or float32.
+    """
+    if dtype == np.uint8:
+        x = pixels
+    elif dtype == np.int8:
+        x = (pixels.astype(np.int16) - 128).astype(np.int8)
+    elif dtype == np.float32:
+        mean, std = spec.mean, spec.std
+        if isinstance(mean, tuple) or isinstance(std, tuple):
+            mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        x = (pixels.astype(np.float32) - mean) / std
+    else:
+        raise ValueError(f"no image input conversion for {np.dtype(dtype).name} tensors")
+    return x[np.newaxis]

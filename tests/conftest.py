@@ -71,13 +71,33 @@ def run_tflite():
     return run
 
 
-# ---------------------------------------------------------------- the rebuild, in the background
-# ``skinedge-tools rebuild`` of the committed run takes minutes, much of them on one core (GPTQ's column loop,
-# LiteRT evaluation, decoding photos). It starts as a niced subprocess when collection finds a test that needs
-# it, and those tests run last: it uses what the rest of the suite leaves of the 2 cores, and its results are
-# usually ready when they are needed.
-REBUILD_FIXTURE = "rebuilt_models"
-_rebuild: dict = {}
+# ---------------------------------------------------------------- slow builds, in the background
+# Two builds take minutes of TensorFlow: ``skinedge-tools rebuild`` of the committed run (tests/test_bundled_model.py)
+# and the training tools' end-to-end smoke run (tests/test_tools_smoke.py). Each starts as a niced subprocess when
+# collection finds a test that needs it, and those tests run last: the builds use what the rest of the suite
+# leaves of the 2 cores, and their results are usually ready when they are needed.
+#: Calibration images of the test-mode rebuild. The committed files were calibrated on 500; GPTQ, bias
+#: correction, the ranges and the finer-map fit all scale with that count, so CI rebuilds with 100 (about half
+#: the CPU time) and holds the result to what does not depend on the calibration set: the graph, the float32
+#: constants, the answers and the metrics (tests/test_bundled_model.py). ``SKINEDGE_FULL_REBUILD=1`` (implied by
+#: ``SKINEDGE_BUILD_MACHINE=1``) rebuilds with the committed 500 and compares every int8 weight too.
+TEST_MODE_CALIBRATION = 100
+
+
+def full_rebuild() -> bool:
+    """Whether this session rebuilds exactly as the committed files were built (500 calibration images)."""
+    return "1" in (os.environ.get("SKINEDGE_FULL_REBUILD"), os.environ.get("SKINEDGE_BUILD_MACHINE"))
+
+
+def _tools_blocker() -> str | None:
+    """Why the training tools cannot run here (a skip reason), or None; without importing TensorFlow, which
+    would put it in the test process for every test."""
+    import importlib.metadata
+
+    dists = importlib.metadata.packages_distributions()  # tensorflow, tensorflow-cpu, ...
+    if not dists.get("tensorflow") or not dists.get("skinedge_tools"):
+        return "this needs the training tools (pip install -e ./tools)"
+    return None
 
 
 def _rebuild_blocker() -> str | None:
@@ -86,12 +106,9 @@ def _rebuild_blocker() -> str | None:
 
     if not SKIN6.exists():
         return f"{SKIN6} not found: rebuilding needs ../shared beside the project (or SKINEDGE_SHARED)"
-    # Versions from the installed distributions (tensorflow, tensorflow-cpu, ...): importing TensorFlow here
-    # would put it in the test process for every test.
-    dists = importlib.metadata.packages_distributions()
-    if not dists.get("tensorflow") or not dists.get("skinedge_tools"):
-        return "rebuilding needs the training tools (pip install -e ./tools)"
-    installed = importlib.metadata.version(dists["tensorflow"][0])
+    if blocker := _tools_blocker():
+        return blocker
+    installed = importlib.metadata.version(importlib.metadata.packages_distributions()["tensorflow"][0])
     from skinedge import Classifier
 
     try:
@@ -105,58 +122,106 @@ def _rebuild_blocker() -> str | None:
     return None
 
 
-def _start_rebuild() -> None:
-    import subprocess
+def _rebuild_commands(out: Path) -> list[list[str]]:
     import sys
-    import tempfile
 
-    out = Path(tempfile.mkdtemp(prefix="skinedge-rebuild-"))
     args = ["rebuild", "--run", str(ROOT / "models" / "run"), "--out", str(out / "models"), "--data", str(SKIN6)]
-    cmd = [sys.executable, "-m", "skinedge_tools.cli", *args, "--cache-dir", str(out / "cache")]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    nice = (lambda: os.nice(10)) if hasattr(os, "nice") else None
-    log = open(out / "rebuild.log", "w")  # closed in _finish_rebuild
-    # A fresh process, as the committed files were built: Keras numbers its layers per process, and those
-    # names end up in the file's tensor names.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=nice)
-    _rebuild.update(proc=proc, out=out, log=log)
+    if not full_rebuild():
+        args += ["--representative", str(TEST_MODE_CALIBRATION)]
+    return [[sys.executable, "-m", "skinedge_tools.cli", *args, "--cache-dir", str(out / "cache")]]
 
 
-def _finish_rebuild(timeout: float | None) -> int:
-    """Wait for the rebuild (killed if it outlives ``timeout``: a hang fails instead of blocking)."""
-    proc = _rebuild["proc"]
-    try:
-        return proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        _rebuild["log"].close()
+def _smoke_blocker() -> str | None:
+    for path in (SKIN6, WEIGHTS):
+        if not path.exists():
+            return f"{path} not found: the smoke run needs ../shared beside the project (or SKINEDGE_SHARED)"
+    return _tools_blocker()
 
 
-@pytest.hookimpl(trylast=True)  # after -k / -m deselection: no rebuild for tests that will not run
+def _smoke_commands(out: Path) -> list[list[str]]:
+    import sys
+
+    return [[sys.executable, str(ROOT / "tests" / "tools_smoke_run.py"), str(out), str(SKIN6), str(WEIGHTS)]]
+
+
+class _Background:
+    """One slow build: its commands run one after another in a niced subprocess, output in a temporary folder."""
+
+    def __init__(self, blocker, commands) -> None:
+        self.blocker_fn, self.commands = blocker, commands
+        self.blocker: str | None = None
+        self.checked = False
+        self.proc = self.out = self.log = None
+
+    def check(self) -> str | None:
+        if not self.checked:
+            self.blocker, self.checked = self.blocker_fn(), True
+        return self.blocker
+
+    def start(self) -> None:
+        import shlex
+        import subprocess
+        import tempfile
+
+        self.out = Path(tempfile.mkdtemp(prefix="skinedge-build-"))
+        script = " && ".join(shlex.join(c) for c in self.commands(self.out))
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        nice = (lambda: os.nice(10)) if hasattr(os, "nice") else None
+        self.log = open(self.out / "build.log", "w")  # closed in finish/stop
+        # Fresh processes, as the committed files were built: Keras numbers its layers per process, and those
+        # names end up in the file's tensor names.
+        self.proc = subprocess.Popen(
+            ["sh", "-c", script], stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=nice
+        )
+
+    def finish(self, timeout: float) -> Path:
+        """Wait for the build (killed if it outlives ``timeout``: a hang fails instead of blocking); its folder."""
+        if self.check():
+            pytest.skip(self.blocker)
+        if self.proc is None:  # collected some other way: build now
+            self.start()
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+        log = (self.out / "build.log").read_text(errors="replace")
+        assert code == 0, f"{self.commands(self.out)[0][2:4]} failed (exit {code}):\n{log[-6000:]}"
+        return self.out
+
+    def stop(self) -> None:
+        if self.proc is not None:  # interrupted, or its tests deselected: never leave it running
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+            import shutil
+
+            shutil.rmtree(self.out, ignore_errors=True)
+
+
+#: fixture name -> its build. The tests that use one run last, in this order.
+_BUILDS = {"tools_smoke_run": _Background(_smoke_blocker, _smoke_commands),
+           "rebuilt_models": _Background(_rebuild_blocker, _rebuild_commands)}
+
+
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection: no build for tests that will not run
 def pytest_collection_modifyitems(config, items) -> None:
-    needs = [item for item in items if REBUILD_FIXTURE in getattr(item, "fixturenames", ())]
-    if not needs:
-        return
-    later = {id(item) for item in needs}
-    items[:] = [item for item in items if id(item) not in later] + needs
-    blocker = _rebuild_blocker()
-    _rebuild["blocker"] = blocker
-    if blocker is None and not config.option.collectonly:
-        _start_rebuild()
+    for name, build in _BUILDS.items():
+        needs = [item for item in items if name in getattr(item, "fixturenames", ())]
+        if not needs:
+            continue
+        later = {id(item) for item in needs}
+        items[:] = [item for item in items if id(item) not in later] + needs
+        if build.check() is None and not config.option.collectonly:
+            build.start()
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    if "proc" in _rebuild:  # interrupted, or its tests deselected: never leave it running
-        proc = _rebuild["proc"]
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        _rebuild["log"].close()
-        import shutil
-
-        shutil.rmtree(_rebuild["out"], ignore_errors=True)
+    for build in _BUILDS.values():
+        build.stop()
 
 
 @pytest.fixture(scope="session")
@@ -165,12 +230,12 @@ def rebuilt_models() -> Path:
     its report, from the background subprocess started at collection (above). Skips, with the reason, when the
     committed run cannot be rebuilt here: no ../shared, no training tools, or another TensorFlow than the one
     that converted the committed model."""
-    blocker = _rebuild["blocker"] if "blocker" in _rebuild else _rebuild_blocker()
-    if blocker:
-        pytest.skip(blocker)
-    if "proc" not in _rebuild:  # collected some other way: build now
-        _start_rebuild()
-    code = _finish_rebuild(timeout=1800)
-    log = (_rebuild["out"] / "rebuild.log").read_text(errors="replace")
-    assert code == 0, f"skinedge-tools rebuild failed (exit {code}):\n{log[-6000:]}"
-    return _rebuild["out"] / "models"
+    return _BUILDS["rebuilt_models"].finish(timeout=1800) / "models"
+
+
+@pytest.fixture(scope="session")
+def tools_smoke_run() -> Path:
+    """The folder of the training tools' smoke run (tests/tools_smoke_run.py), from its background subprocess:
+    ``run/`` (three stages), ``models/`` (rebuild, GPTQ), ``nearest/`` (rebuild, nearest rounding), ``docs/``
+    (report), ``cache/``."""
+    return _BUILDS["tools_smoke_run"].finish(timeout=1800)

@@ -96,6 +96,12 @@ def test_folder_with_broken_files_json(folder: tuple[Path, list[Path], dict[Path
     assert all(r["error"] == "ImageError" and r["reason"] for r in failed.values())
     assert [r["source"] for r in records] == sorted(r["source"] for r in records)  # input order kept
 
+def _sigint_as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the child. A suite started as a background job (``cmd &`` in a script, as CI
+    runners do) inherits SIGINT ignored, and Python installs no KeyboardInterrupt handler for an ignored signal:
+    the child would rightly honour that and never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 def test_sigint_mid_run_leaves_valid_json_lines(tmp_path: Path, skin6_dir: Path, quant_model: Path,
                                                 imagenet_labels: Path) -> None:
@@ -105,7 +111,7 @@ def test_sigint_mid_run_leaves_valid_json_lines(tmp_path: Path, skin6_dir: Path,
     proc = subprocess.Popen([*_skinedge(), "predict", str(tmp_path), "--model", str(quant_model), "--labels",
                              str(imagenet_labels), "--json", "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_sigint_as_in_a_terminal)
     assert proc.stdout is not None
     first = []
     deadline = time.monotonic() + 240

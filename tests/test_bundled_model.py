@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import full_rebuild
 
 from skinedge import Classifier
 from skinedge.model_io import bundled_model_path
@@ -116,6 +117,17 @@ METRIC_TOL = {
     "test_ece_uncalibrated": 0.015,
 }
 TEMPERATURE_RTOL, ABSTAIN_TOL = 0.02, 0.02
+#: The test-mode rebuild (100 calibration images, conftest.py) differs from the committed file by its calibration,
+#: not only by its CPU: 9.6% of the int8 weights sit one step or two away, and the finer map's ridge head, fitted on
+#: 100 photos instead of 500, is another fit (relative L2 1.04, R^2 0.87 in-sample against 0.74). So it is held to
+#: the graph, the float32 constants from the checkpoint, the answers and the metrics. Measured (AVX-512 Xeon):
+#: top-1 agreement 98.2%, no answered photo moved; accuracy 0.7817 against 0.7751, macro-F1 0.7890 against
+#: 0.7838, calibrated ECE 0.052 against 0.039, temperature 0.711 against 0.715, abstain threshold equal.
+TEST_MODE_MIN_TOP1_AGREEMENT = 0.97
+TEST_MODE_ECE_TOL = 0.03
+FULL_ONLY = (
+    "int8 weights compare only after a rebuild with the committed 500 calibration images (SKINEDGE_FULL_REBUILD=1)"
+)
 
 
 @dataclasses.dataclass
@@ -214,12 +226,15 @@ def _compare_tensors(rebuilt: Path, committed: Path, fitted: tuple[str, ...] = (
     return problems, seen
 
 
-def _same_metadata_apart_from_measurements(rebuilt, committed) -> None:
-    """Labels, preprocessing, tensors, provenance and map layout equal; measured numbers within tolerance."""
-    skip = {"metrics", "abstain_threshold", "model_sha256", "explain"}
+def _same_metadata_apart_from_measurements(rebuilt, committed, full: bool = True) -> None:
+    """Labels, preprocessing, tensors, provenance and map layout equal; measured numbers within tolerance.
+    ``full=False`` (the test-mode rebuild): the calibration count and the finer map's fit are its own."""
+    skip = {"metrics", "abstain_threshold", "model_sha256", "explain", "provenance"}
     for field in dataclasses.fields(committed):
         if field.name not in skip:
             assert getattr(rebuilt, field.name) == getattr(committed, field.name), field.name
+    calibration = {} if full else {"representative_images": None}
+    assert {**rebuilt.provenance, **calibration} == {**committed.provenance, **calibration}
     assert abs(rebuilt.abstain_threshold - committed.abstain_threshold) <= ABSTAIN_TOL + 1e-9
     got, want = rebuilt.metrics, committed.metrics
     assert set(got) == set(want)
@@ -227,15 +242,27 @@ def _same_metadata_apart_from_measurements(rebuilt, committed) -> None:
         if key == "calibration_temperature":
             assert abs(got[key] - want[key]) <= TEMPERATURE_RTOL * want[key], (key, got[key], want[key])
         elif key in METRIC_TOL:
-            assert abs(got[key] - want[key]) <= METRIC_TOL[key], (key, got[key], want[key])
+            tol = METRIC_TOL[key] if full or not key.startswith("test_ece") else TEST_MODE_ECE_TOL
+            assert abs(got[key] - want[key]) <= tol, (key, got[key], want[key])
         else:  # counts, and any metric given no tolerance here yet
             assert got[key] == want[key], f"{key}: {got[key]} != {want[key]} (a measured metric needs a tolerance)"
     if committed.explain:
         maps_got, maps_want = rebuilt.explain["maps"], committed.explain["maps"]
         assert {**rebuilt.explain, "maps": None} == {**committed.explain, "maps": None}
-        assert [{**m, "fit_r2": None} for m in maps_got] == [{**m, "fit_r2": None} for m in maps_want]
+        fit = {"fit_r2": None} if full else {"fit_r2": None, "fit_images": None}
+        assert [{**m, **fit} for m in maps_got] == [{**m, **fit} for m in maps_want]
         for a, b in zip(maps_got, maps_want):
-            assert abs(a.get("fit_r2", 0) - b.get("fit_r2", 0)) <= FIT_R2_TOL, (a, b)
+            if full:
+                assert abs(a.get("fit_r2", 0) - b.get("fit_r2", 0)) <= FIT_R2_TOL, (a, b)
+            else:  # another fit, on fewer photos: it must still explain most of the logits' variance
+                assert a.get("fit_r2", 1) >= 0.5, a
+
+
+@pytest.mark.slow
+def test_rebuilt_int8_graph_is_the_committed_one(rebuilt_models):
+    """Operators, tensor names, types and shapes, inputs and outputs: equal, whatever the calibration."""
+    problems, _ = _compare_tensors(rebuilt_models / INT8_NAME, bundled_model_path())
+    assert not [p for p in problems if p.startswith("graph structure")], problems[:1]
 
 
 @pytest.mark.slow
@@ -244,6 +271,8 @@ def test_rebuilt_int8_weights_and_scales_match_the_committed_file(rebuilt_models
     a quarter of an output step, scales and zero points within tolerance, float constants within 1e-4."""
     from skinedge_tools.tflite_edit import CLASS_MAPS_FINE
 
+    if not full_rebuild():
+        pytest.skip(FULL_ONLY)
     problems, seen = _compare_tensors(rebuilt_models / INT8_NAME, bundled_model_path(), fitted=(CLASS_MAPS_FINE,))
     assert not problems, "\n".join(problems[:30])
     # It compared what it says: int8 weights, and the bias of every quantized convolution and of the dense head.
@@ -252,7 +281,13 @@ def test_rebuilt_int8_weights_and_scales_match_the_committed_file(rebuilt_models
 
 @pytest.mark.slow
 def test_rebuilt_float32_constants_match_the_committed_file(rebuilt_models):
+    """The float32 file is the checkpoint converted: its constants do not depend on the calibration, apart from
+    the finer map's ridge head (fitted to the calibration photos), which the test-mode rebuild fits on its own."""
+    from skinedge_tools.tflite_edit import CLASS_MAPS_FINE
+
     problems, seen = _compare_tensors(rebuilt_models / FLOAT_NAME, ROOT / "models" / FLOAT_NAME)
+    if not full_rebuild():
+        problems = [p for p in problems if not p.startswith(CLASS_MAPS_FINE)]
     assert not problems, "\n".join(problems[:30])
     assert len(seen["float_rel"]) > 100  # every layer's kernel and bias was compared
 
@@ -266,7 +301,8 @@ def test_rebuilt_int8_answers_the_test_photos_as_the_committed_file(
         assert all(check.passed for check in run_selftest(clf, clf.model_files))  # its own recorded vectors
         rebuilt = [clf.classify(skin6_dir / f) for f in files]
     moved = [i for i, (a, b) in enumerate(zip(rebuilt, committed)) if a.index != b.index]
-    assert 1 - len(moved) / len(files) >= MIN_TOP1_AGREEMENT, f"{len(moved)} of {len(files)} test photos changed class"
+    least = MIN_TOP1_AGREEMENT if full_rebuild() else TEST_MODE_MIN_TOP1_AGREEMENT
+    assert 1 - len(moved) / len(files) >= least, f"{len(moved)} of {len(files)} test photos changed class"
     answered = [files[i] for i in moved if committed[i].score >= bundled.metadata.abstain_threshold]
     assert not answered, f"photos the committed model answers changed class: {answered}"
 
@@ -276,7 +312,7 @@ def test_rebuilt_int8_answers_the_test_photos_as_the_committed_file(
 def test_rebuilt_metadata_and_recorded_metrics_match_within_tolerance(rebuilt_models, name):
     with Classifier(rebuilt_models / name, num_threads=1) as got:
         with Classifier(ROOT / "models" / name, num_threads=1) as want:
-            _same_metadata_apart_from_measurements(got.metadata, want.metadata)
+            _same_metadata_apart_from_measurements(got.metadata, want.metadata, full=full_rebuild())
 
 
 @pytest.mark.slow

@@ -248,10 +248,9 @@ def test_malformed_metadata_refused(bare_flatbuffer: bytes, payload: bytes, matc
         {"output_kind": "softmax"},
         {"temperature": 0.0},
         {"abstain_threshold": 1.5},
-        {"input_std": 0.0},
         {"labels": ("a", "b"), "num_outputs": 3},
     ],
-    ids=["no-labels", "duplicate-labels", "output-kind", "temperature", "abstain", "std", "num-outputs"],
+    ids=["no-labels", "duplicate-labels", "output-kind", "temperature", "abstain", "num-outputs"],
 )
 def test_inconsistent_metadata_refused(changes: dict) -> None:
     md = replace(ModelMetadata(labels=("a", "b", "c")), **changes)

@@ -414,6 +414,10 @@ def test_spec_newer_version_refused() -> None:
         ("alpha_background", "white"),
         ("alpha_background", [255, 255]),
         ("alpha_background", [300, 0, 0]),
+        ("std", 0.0),  # (the std check that lived in ModelMetadata until spec v2)
+        ("std", [58.4, 57.1, -57.4]),
+        ("mean", [123.7, 116.3]),
+        ("mean", "grey"),
         ("version", "one"),
     ],
 )

@@ -13,7 +13,8 @@ import pytest
 tf = pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
 keras = pytest.importorskip("keras")
 
-from skinedge_tools.bias_correction import correct_int8_bias, folded_weights, int8_per_channel  # noqa: E402
+from skinedge_tools.bias_correction import correct_int8_bias  # noqa: E402
+from skinedge_tools.int8_grid import folded_weights, int8_per_channel  # noqa: E402
 from skinedge_tools.quantize import to_tflite  # noqa: E402
 
 

@@ -12,8 +12,8 @@ import pytest
 tf = pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
 keras = pytest.importorskip("keras")
 
-from skinedge_tools.bias_correction import folded_weights, int8_per_channel  # noqa: E402
 from skinedge_tools.gptq import _gptq_rows, gptq_round_int8  # noqa: E402
+from skinedge_tools.int8_grid import folded_weights, int8_per_channel  # noqa: E402
 from skinedge_tools.quantize import to_tflite  # noqa: E402
 from test_tools_bias_correction import _images, _int8_weights_by_shape, _interpreter, _network  # noqa: E402
 
@@ -80,3 +80,68 @@ def test_depth_multiplier_and_layers_without_batch_norm():
     assert np.allclose(int8_per_channel(dw, True), dw, rtol=0, atol=1e-6 * np.abs(dw).max())
     assert np.allclose(int8_per_channel(conv, False), conv, rtol=0, atol=1e-6 * np.abs(conv).max())
     assert not np.array_equal(model.get_layer("biased").get_weights()[1], bias_before)  # the mean went here
+
+
+def _patch_moments(x: np.ndarray, k: int, stride: int, padding: str, depthwise: bool) -> np.ndarray:
+    """``sum p pᵀ`` over every k x k patch, by explicit padding and loops in float64 (independent of gptq)."""
+    x = x.astype(np.float64)
+    if padding == "same":
+        pad = [max((-(-s // stride) - 1) * stride + k - s, 0) for s in x.shape[1:3]]
+        x = np.pad(x, ((0, 0), (pad[0] // 2, pad[0] - pad[0] // 2), (pad[1] // 2, pad[1] - pad[1] // 2), (0, 0)))
+    rows = []
+    for i in range(0, x.shape[1] - k + 1, stride):
+        for j in range(0, x.shape[2] - k + 1, stride):
+            rows.append(x[:, i : i + k, j : j + k, :].reshape(len(x), k * k, -1))  # (B, taps, C)
+    p = np.concatenate(rows)  # (positions, taps, C)
+    if depthwise:
+        return np.einsum("ntc,nsc->cts", p, p)
+    flat = p.reshape(len(p), -1)
+    return (flat.T @ flat)[None]
+
+
+@pytest.mark.parametrize(
+    "make, k, stride, padding, depthwise",
+    [
+        (lambda: keras.layers.Conv2D(4, 1), 1, 1, "valid", False),  # the reshape-only path
+        (lambda: keras.layers.Conv2D(4, 3, strides=2, padding="same"), 3, 2, "same", False),
+        (lambda: keras.layers.DepthwiseConv2D(3, padding="same"), 3, 1, "same", True),  # the shifted-views path
+        (lambda: keras.layers.DepthwiseConv2D(3, strides=2), 3, 2, "valid", True),
+    ],
+)
+def test_input_moments_match_patches_computed_by_hand(make, k, stride, padding, depthwise):
+    from skinedge_tools.gptq import _moment
+
+    x = np.random.default_rng(3).uniform(0, 6, (2, 9, 7, 5)).astype(np.float32)
+    layer = make()
+    layer.build(x.shape)
+    got = _moment(layer, tf.constant(x)).numpy()
+    want = _patch_moments(x, k, stride, padding, depthwise)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_statistics_grouped_within_larger_forward_batches_are_the_same_sums():
+    """GPTQ sums moments over 8 images at a time but runs the network on larger batches: the groups, and so
+    the sums, must be the ones an 8-image forward pass gives (equal within float32 noise on any CPU)."""
+    from skinedge_tools.int8_grid import all_layers
+    from skinedge_tools.layer_inputs import sum_over_layer_inputs
+
+    model = _network()
+    layers = [layer for layer in all_layers(model) if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    images = _images(20, 0)
+    sizes: list[int] = []
+
+    def reduce(layer, x):
+        sizes.append(len(x))
+        return x.sum(axis=0, dtype=np.float64), (x.astype(np.float64) ** 2).sum()
+
+    small = sum_over_layer_inputs(model, layers, images, 8, reduce)
+    assert sizes == [8] * len(layers) + [8] * len(layers) + [4] * len(layers)
+    sizes.clear()
+    large = sum_over_layer_inputs(model, layers, images, 16, reduce, group_size=8)
+    assert sizes == [8] * len(layers) + [8] * len(layers) + [4] * len(layers)  # the same groups, in order
+    for a, b in zip(small, large, strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="multiple"):
+        sum_over_layer_inputs(model, layers, images, 12, reduce, group_size=8)

@@ -15,59 +15,16 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="the training tools need TensorFlow (pip install -e ./tools)")
 
-from click.testing import CliRunner  # noqa: E402
-
 from skinedge import Classifier  # noqa: E402
 from skinedge.selftest import run_selftest  # noqa: E402
 
 pytestmark = pytest.mark.slow
-WEIGHTS_035 = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, skin6_dir: Path, weights_dir: Path) -> dict[str, Path]:
-    from skinedge_tools.cli import main
-
-    base = tmp_path_factory.mktemp("smoke")
-    run, models, docs, cache = base / "run", base / "models", base / "docs", base / "cache"
-    runner = CliRunner()
-    common = ["--cache-dir", str(cache)]
-    r = runner.invoke(
-        main,
-        [
-            "train",
-            "--data",
-            str(skin6_dir),
-            "--weights",
-            str(weights_dir / WEIGHTS_035),
-            "--alpha",
-            "0.35",
-            "--size",
-            "96",
-            "--epochs",
-            "1,1,1",
-            "--limit-per-class",
-            "8",
-            "--out",
-            str(run),
-            *common,
-        ],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(
-        main,
-        ["rebuild", "--run", str(run), "--out", str(models), "--representative", "24", *common],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
-    r = runner.invoke(
-        main,
-        ["report", "--run", str(run), "--models", str(models), "--docs", str(docs), "--latency-runs", "10"],
-        catch_exceptions=False,
-    )
-    assert r.exit_code == 0, r.output
-    return {"run": run, "models": models, "docs": docs, "cache": cache}
+def smoke(tools_smoke_run: Path) -> dict[str, Path]:
+    """The smoke run's folders (tests/tools_smoke_run.py, run in the background from collection, conftest.py)."""
+    return {name: tools_smoke_run / name for name in ("run", "models", "nearest", "docs", "cache")}
 
 
 def test_every_stage_writes_checkpoint_history_and_logits(smoke):
@@ -114,24 +71,18 @@ def test_int8_agrees_with_keras_checkpoint_on_most_images(smoke):
 
 
 def test_conversion_is_deterministic(smoke):
-    from skinedge_tools.data import load_arrays
-    from skinedge_tools.quantize import representative_sample, to_tflite
-    from skinedge_tools.train import discover_splits, load_trained
+    """Two rebuilds of one checkpoint, in two processes, convert it to the same float32 flatbuffer, byte for byte
+    (same machine, same representative photos; the metadata holds each rebuild's own measurements)."""
+    from skinedge.metadata import unpack
 
-    model, cfg = load_trained(smoke["run"], "stage3")
-    x, kept = load_arrays(discover_splits(cfg)["train"], cfg.spec(), smoke["cache"])
-    rep = representative_sample(x, kept.labels, 12)
-    assert to_tflite(model, rep) == to_tflite(model, rep)
+    name = "skinedge_mobilenetv2_float32.tflite"
+    first, second = (unpack((smoke[d] / name).read_bytes(), d).flatbuffer for d in ("models", "nearest"))
+    assert len(first) > 100_000 and first == second
 
 
-def test_rebuild_with_nearest_rounding_skips_gptq(smoke, tmp_path):
+def test_rebuild_with_nearest_rounding_skips_gptq(smoke):
     """``--weight-rounding nearest`` is the converter's plain rounding: no GPTQ step, other int8 weights."""
-    from skinedge_tools.cli import main
-
-    args = ["rebuild", "--run", str(smoke["run"]), "--out", str(tmp_path), "--representative", "24"]
-    r = CliRunner().invoke(main, [*args, "--weight-rounding", "nearest", "--cache-dir", str(smoke["cache"])])
-    assert r.exit_code == 0, r.output
-    nearest = json.loads((tmp_path / "rebuild_report.json").read_text())
+    nearest = json.loads((smoke["nearest"] / "rebuild_report.json").read_text())
     gptq = json.loads((smoke["models"] / "rebuild_report.json").read_text())
     assert nearest["weight_rounding_method"] == "nearest" and "weight_rounding" not in nearest
     assert gptq["weight_rounding_method"] == "gptq" and len(gptq["weight_rounding"]) > 0

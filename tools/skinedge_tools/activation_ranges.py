@@ -21,6 +21,8 @@ import tensorflow as tf
 from tensorflow.lite.python import convert as tf_convert
 from tensorflow.lite.tools import flatbuffer_utils
 
+from skinedge.backend import invoke_once
+
 #: Candidate shrink factors for each tensor's observed range (1.0: keep it).
 SHRINK_FACTORS = tuple(float(a) for a in np.linspace(0.3, 1.0, 15))
 
@@ -75,8 +77,27 @@ def quantize_with_mse_ranges(
 def best_shrink(values: np.ndarray, lo: float, hi: float, factors: tuple[float, ...] = SHRINK_FACTORS) -> float:
     """The factor whose scaled range ``[lo*f, hi*f]`` quantizes ``values`` to int8 with the least MSE."""
     x = values.astype(np.float64)
-    errors = [float(np.mean((fake_quant_int8(x, lo * f, hi * f) - x) ** 2)) for f in factors]
+    scratch = np.empty_like(x)
+    errors = [_quantization_mse(x, lo * f, hi * f, scratch) for f in factors]
     return factors[int(np.argmin(errors))]
+
+
+def _quantization_mse(x: np.ndarray, lo: float, hi: float, scratch: np.ndarray) -> float:
+    """``mean((fake_quant_int8(x, lo, hi) - x) ** 2)``, the same operations in place in ``scratch``."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0
+    if scale == 0.0:
+        return 0.0
+    zero = np.round(-128 - lo / scale)
+    q = np.divide(x, scale, out=scratch)
+    np.round(q, out=q)
+    q += zero
+    np.clip(q, -128, 127, out=q)
+    q -= zero
+    q *= scale
+    q -= x
+    np.square(q, out=q)
+    return float(np.mean(q))
 
 
 def fake_quant_int8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -106,9 +127,8 @@ def _record(
     picked = images[np.sort(rng.choice(len(images), size=min(n_images, len(images)), replace=False))]
     found: dict[int, list[np.ndarray]] = {i: [] for i in tensors}
     for image in picked:
-        interpreter.set_tensor(index, image[None].astype(np.float32))
-        interpreter.invoke()
-        for i in tensors:
-            v = interpreter.get_tensor(i).reshape(-1)
-            found[i].append(v[rng.integers(0, v.size, per_image)] if v.size > per_image else v.copy())
+        values = invoke_once(interpreter, ((index, image[None].astype(np.float32)),), tensors)
+        for i, v in zip(tensors, values, strict=True):
+            v = v.reshape(-1)
+            found[i].append(v[rng.integers(0, v.size, per_image)] if v.size > per_image else v)
     return {i: np.concatenate(v) for i, v in found.items()}

@@ -190,18 +190,18 @@ def rebuild(
         activation_ranges,
         weight_rounding,
     )
-    i8, f32 = report["int8"], report["float32"]
+    i8, f32 = report.int8, report.float32
     click.echo(
-        f"int8    {i8['file']}: {i8['bytes']:,} bytes, test acc {i8['test']['accuracy']:.4f}, "
-        f"macro-F1 {i8['test']['macro_f1']:.4f}, T={i8['temperature']:.3f}, abstain<{i8['abstain_threshold']:.2f}"
+        f"int8    {i8.file}: {i8.bytes:,} bytes, test acc {i8.test['accuracy']:.4f}, "
+        f"macro-F1 {i8.test['macro_f1']:.4f}, T={i8.temperature:.3f}, abstain<{i8.abstain_threshold:.2f}"
     )
     click.echo(
-        f"float32 {f32['file']}: {f32['bytes']:,} bytes, test acc {f32['test']['accuracy']:.4f}, "
-        f"macro-F1 {f32['test']['macro_f1']:.4f}"
+        f"float32 {f32.file}: {f32.bytes:,} bytes, test acc {f32.test['accuracy']:.4f}, "
+        f"macro-F1 {f32.test['macro_f1']:.4f}"
     )
     click.echo(
-        f"agreement int8/float32 on test: {report['agreement_int8_float32_test']:.4f}; "
-        f"size ratio {report['size_ratio_int8_float32']:.3f}"
+        f"agreement int8/float32 on test: {report.agreement_int8_float32_test:.4f}; "
+        f"size ratio {report.size_ratio_int8_float32:.3f}"
     )
 
 
@@ -234,34 +234,17 @@ def evaluate(model, data_root, split, as_json) -> None:
     """Evaluate a .tflite on a dataset split through the skinedge runtime (decoding every photo)."""
     import json
 
-    import numpy as np
+    from skinedge_tools.evaluate import evaluate_model
 
-    from skinedge import Classifier, SkinedgeError
-    from skinedge_tools import data as data_mod
-    from skinedge_tools.evaluate import metrics
-
-    with Classifier(model) as clf:
-        s = data_mod.discover(data_root, clf.labels)[split]
-        probs, labels, failed = [], [], 0
-        for rel, y in zip(s.paths, s.labels):
-            try:
-                pixels = clf.preprocess(s.root / rel)[0]
-            except SkinedgeError as exc:
-                failed += 1
-                click.echo(f"error: {exc}", err=True)
-                continue
-            probs.append(clf.invoke(pixels))  # calibrated scores, whether the file ends in logits or softmax
-            labels.append(y)
-        # log p are logits whose softmax is p itself: metrics() then scores exactly what users get.
-        log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
-        m = metrics(np.asarray(labels), log_probs, clf.labels)
-    m["failed"] = failed
+    m, errors = evaluate_model(model, data_root, split)
+    for exc in errors:
+        click.echo(f"error: {exc}", err=True)
     if as_json:
         click.echo(json.dumps(m, indent=1))
         return
     click.echo(
         f"{split}: n={m['n']} accuracy {m['accuracy']:.4f} macro-P {m['macro_precision']:.4f} "
-        f"macro-R {m['macro_recall']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f} failed {failed}"
+        f"macro-R {m['macro_recall']:.4f} macro-F1 {m['macro_f1']:.4f} ECE {m['ece']:.4f} failed {m['failed']}"
     )
 
 

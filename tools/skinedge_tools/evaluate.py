@@ -5,12 +5,14 @@ temperature fitting uses scipy."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from skinedge import Classifier, SkinedgeError
 from skinedge.evaluation import ClassScores, confusion_matrix, coverage_and_accuracy
 
 
@@ -96,3 +98,30 @@ def pick_abstain_threshold(probs: np.ndarray, y: np.ndarray, target_accuracy: fl
         if keep.sum() >= 20 and correct[keep].mean() >= target_accuracy:
             return float(t)
     return 0.99
+
+
+def evaluate_model(
+    model: str | os.PathLike, data_root: str | os.PathLike, split: str = "test"
+) -> tuple[dict[str, Any], list[SkinedgeError]]:
+    """:func:`metrics` of a ``.tflite`` on a dataset split, every photo decoded and scored by the skinedge
+    runtime (calibrated scores, whether the file ends in logits or a softmax). Photos the runtime cannot read
+    are left out and returned as errors; ``metrics["failed"]`` counts them."""
+    from skinedge_tools import data as data_mod
+
+    errors: list[SkinedgeError] = []
+    with Classifier(model) as clf:
+        s = data_mod.discover(data_root, clf.labels)[split]
+        probs, labels = [], []
+        for rel, y in zip(s.paths, s.labels):
+            try:
+                pixels = clf.preprocess(s.root / rel)[0]
+            except SkinedgeError as exc:
+                errors.append(exc)
+                continue
+            probs.append(clf.invoke(pixels))
+            labels.append(y)
+        # log p are logits whose softmax is p itself: metrics() then scores exactly what users get.
+        log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None))
+        m = metrics(np.asarray(labels), log_probs, clf.labels)
+    m["failed"] = len(errors)
+    return m, errors

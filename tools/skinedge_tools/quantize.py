@@ -9,9 +9,13 @@ probabilities out) and standard TFLITE_METADATA, so MediaPipe Tasks can load the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +23,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from skinedge.backend import create_interpreter
-from skinedge.classifier import Classifier
+from skinedge.backend import create_interpreter, invoke_once
+from skinedge.classifier import Classifier, softmax
 from skinedge.metadata import LABELS_NAME, ModelMetadata, pack
 from skinedge.selftest import encode_vectors
 from skinedge_tools import class_maps
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
 from skinedge_tools.activation_ranges import quantize_with_mse_ranges
-from skinedge_tools.bias_correction import correct_int8_bias
-from skinedge_tools.gptq import gptq_round_int8
+from skinedge_tools.bias_correction import LayerCorrection, correct_int8_bias
+from skinedge_tools.data import Split
+from skinedge_tools.gptq import LayerRounding, gptq_round_int8
 from skinedge_tools.tflite_edit import add_standard_metadata, append_calibrated_softmax, standard_metadata
 
 INT8_NAME = "skinedge_mobilenetv2_int8.tflite"
 FLOAT_NAME = "skinedge_mobilenetv2_float32.tflite"
+REPORT_NAME = "rebuild_report.json"
+log = logging.getLogger(__name__)
+DESCRIPTION = (
+    "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
+    "Unknown_Normal). Research use; scores are not a medical diagnosis."
+)
 
 
 def representative_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -83,8 +94,321 @@ def synthetic_vectors(size: int, n: int = 2) -> list[np.ndarray]:
 
 
 def _runtime_outputs(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
+    """What the skinedge runtime reads from the file at ``path`` for each image (dequantized, uncalibrated)."""
     with Classifier(path, num_threads=threads) as clf:
         return np.stack([clf.raw_output(img) for img in x])
+
+
+def _softmax_rows(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The runtime's softmax (:func:`skinedge.classifier.softmax`) of each row."""
+    return np.stack([softmax(row, temperature) for row in z])
+
+
+# ---------------------------------------------------------------- what a rebuild reports
+@dataclass(frozen=True)
+class ArtifactReport:
+    """One artifact as built and measured through the runtime (``rebuild_report.json``'s ``int8`` / ``float32``)."""
+
+    file: str
+    bytes: int
+    flatbuffer_sha256: str
+    temperature: float
+    abstain_threshold: float
+    softmax_tail_max_abs_error: float
+    test: dict[str, Any]  # evaluate.metrics on the test split (calibrated)
+    val: dict[str, Any]
+    coverage_test: list[dict[str, float]]
+    test_pred: list[int]
+    test_top_score: list[float]
+    val_pred: list[int]
+    test_ece_uncalibrated: float
+    val_ece_uncalibrated: float
+    val_ece_calibrated: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """Everything ``rebuild`` measured; :meth:`to_json` is the ``rebuild_report.json`` layout readers expect."""
+
+    provenance: dict[str, Any]
+    activation_ranges: str
+    weight_rounding_method: str
+    int8: ArtifactReport
+    float32: ArtifactReport
+    agreement_int8_float32_test: float
+    answered_int8_test: int
+    agreement_int8_float32_test_answered: float  # NaN when int8 answers no test image
+    agreement_float32_keras_test: float
+    test_labels: list[int]
+    test_files: list[str]
+    weight_rounding: list[LayerRounding] | None = None  # None: GPTQ not applied
+    bias_correction: list[LayerCorrection] | None = None  # None: not applied
+
+    @property
+    def size_ratio_int8_float32(self) -> float:
+        return self.int8.bytes / self.float32.bytes
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"provenance": self.provenance}
+        if self.weight_rounding is not None:
+            out["weight_rounding"] = [r.__dict__ for r in self.weight_rounding]
+        if self.bias_correction is not None:
+            out["bias_correction"] = [c.__dict__ for c in self.bias_correction]
+        out.update(
+            activation_ranges=self.activation_ranges,
+            weight_rounding_method=self.weight_rounding_method,
+            int8=self.int8.to_json(),
+            float32=self.float32.to_json(),
+            agreement_int8_float32_test=self.agreement_int8_float32_test,
+            answered_int8_test=self.answered_int8_test,
+            agreement_int8_float32_test_answered=self.agreement_int8_float32_test_answered,
+            agreement_float32_keras_test=self.agreement_float32_keras_test,
+            size_ratio_int8_float32=self.size_ratio_int8_float32,
+            test_labels=self.test_labels,
+            test_files=self.test_files,
+        )
+        return out
+
+
+# ---------------------------------------------------------------- the steps
+@contextlib.contextmanager
+def _step(name: str):
+    """Log how long a step of the rebuild took (wall and this process's CPU), at INFO."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield
+    log.info("%s: %.1f s wall, %.1f s CPU", name, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+@dataclass
+class RebuildData:
+    """The trained network, its run's config, and the preprocessed splits the rebuild works on."""
+
+    model: keras.Model
+    cfg: Any  # train.TrainConfig
+    x_train: np.ndarray
+    train: Split
+    x_val: np.ndarray
+    val: Split
+    x_test: np.ndarray
+    test: Split
+    representative: np.ndarray
+    keras_test_logits: np.ndarray  # the Keras network's own, for the float32 file's agreement with it
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.cfg.classes)
+
+
+@dataclass
+class Calibration:
+    """The copy of the network that is converted to int8, and what GPTQ and bias correction did to it."""
+
+    model: keras.Model
+    weight_rounding: list[LayerRounding] | None
+    bias_correction: list[LayerCorrection] | None
+
+
+@dataclass(frozen=True)
+class Measured:
+    """An artifact's logits on val and test through the runtime, and what is fitted on them."""
+
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    temperature: float
+    abstain_threshold: float
+
+
+def load_data(
+    run_dir: Path, stage: str, cache_dir: Path | None, n_representative: int, data_root: str | None
+) -> RebuildData:
+    """Load ``run_dir/<stage>``'s network, the run's splits (decoded by the runtime's preprocessing, cached),
+    the calibration sample, and the Keras network's own test logits."""
+    from skinedge_tools.train import discover_splits, load_trained
+
+    model, cfg = load_trained(run_dir, stage)
+    if data_root:
+        cfg.data_root = data_root
+    spec = cfg.spec()
+    arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in discover_splits(cfg).items()}
+    (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
+    rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
+    keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
+    return RebuildData(model, cfg, xtr, strn, xv, sval, xt, stst, rep, keras_test)
+
+
+def calibrate(
+    run_dir: Path, stage: str, representative: np.ndarray, bias_correction: bool, weight_rounding: str
+) -> Calibration | None:
+    """A fresh copy of the network with GPTQ-rounded weights and corrected biases (None: neither asked for)."""
+    from skinedge_tools.train import load_trained
+
+    if not bias_correction and weight_rounding != "gptq":
+        return None
+    model, _ = load_trained(run_dir, stage)  # a copy: its weights end up on the int8 grid
+    rounding = gptq_round_int8(model, representative) if weight_rounding == "gptq" else None
+    # After GPTQ this only moves the dense head's bias: the convolutions already sit on the grid.
+    corrections = correct_int8_bias(model, representative) if bias_correction else None
+    return Calibration(model, rounding, corrections)
+
+
+def convert(data: RebuildData, calibration: Calibration | None, activation_ranges: str) -> dict[str, bytes]:
+    """Both logits-only flatbuffers: ``int8`` from the calibrated copy, ``float32`` from the trained network."""
+    to_quantize = calibration.model if calibration else data.model
+    int8 = to_tflite(to_quantize, data.representative, activation_ranges)
+    return {"int8": int8, "float32": to_tflite(data.model)}
+
+
+def _logits_metadata(cfg, interp) -> ModelMetadata:
+    inp = interp.get_input_details()[0]
+    return ModelMetadata(
+        labels=tuple(cfg.classes),
+        preprocess=cfg.spec(),
+        output_kind="logits",
+        temperature=1.0,
+        input_shape=tuple(int(v) for v in inp["shape"]),
+        input_dtype=np.dtype(inp["dtype"]).name,
+        num_outputs=len(cfg.classes),
+    )
+
+
+def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str) -> Measured:
+    """Run the logits-only file through the runtime on val and test; fit the temperature and abstain threshold
+    on val. (The fitted temperature is then built into the file's float softmax tail, so every reader gets
+    calibrated scores.)"""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_path = Path(tmp) / name
+        probe_path.write_bytes(pack(logits_flat, md))
+        val_logits, test_logits = _runtime_outputs(probe_path, data.x_val), _runtime_outputs(probe_path, data.x_test)
+    temperature = ev.fit_temperature(val_logits, data.val.labels)
+    abstain = ev.pick_abstain_threshold(_softmax_rows(val_logits, temperature), data.val.labels)
+    return Measured(val_logits, test_logits, temperature, abstain)
+
+
+def _summary(data: RebuildData, m: Measured, m_test: dict, m_val: dict) -> dict[str, Any]:
+    """The metrics the file's metadata carries."""
+    return {
+        "test_accuracy": round(m_test["accuracy"], 4),
+        "test_macro_f1": round(m_test["macro_f1"], 4),
+        "val_accuracy": round(m_val["accuracy"], 4),
+        "val_macro_f1": round(m_val["macro_f1"], 4),
+        "test_ece_uncalibrated": round(ev.ece(_softmax_rows(m.test_logits), data.test.labels), 4),
+        "test_ece_calibrated": round(m_test["ece"], 4),
+        "test_n": int(len(data.test.labels)),
+        "calibration_temperature": round(m.temperature, 6),
+    }
+
+
+def package(
+    data: RebuildData, kind: str, name: str, logits_flat: bytes, provenance: dict[str, Any], out_dir: Path
+) -> ArtifactReport:
+    """Measure, calibrate and write one artifact: softmax tail, class-activation maps, standard and skinedge
+    metadata (with self-test vectors for int8); then check the written file scores what was measured."""
+    interp, _ = create_interpreter(logits_flat, num_threads=1)
+    inp = interp.get_input_details()[0]
+    if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
+        raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
+    md = _logits_metadata(data.cfg, interp)
+    m = measure(data, logits_flat, md, name)
+    m_test = ev.metrics(data.test.labels, m.test_logits, data.classes, m.temperature)
+    m_val = ev.metrics(data.val.labels, m.val_logits, data.classes, m.temperature)
+    spec = data.cfg.spec()
+    title = f"skinedge MobileNetV2 {data.cfg.alpha} {spec.height}px {kind}"
+    flat = append_calibrated_softmax(logits_flat, m.temperature)
+    # Heatmaps from the same invoke: class-activation map outputs beside the probabilities.
+    flat, explain_info = class_maps.add_maps(flat, data.representative)
+    flat = add_standard_metadata(flat, _standard_metadata(title, DESCRIPTION, provenance, spec, inp["dtype"]))
+    files = _selftest_files(flat, spec.height, interp, m.temperature) if kind == "int8" else {}
+    final = ModelMetadata(
+        **{
+            **md.__dict__,
+            "output_kind": "probabilities",
+            "abstain_threshold": m.abstain_threshold,
+            "name": title,
+            "description": DESCRIPTION,
+            "provenance": provenance,
+            "metrics": _summary(data, m, m_test, m_val),
+            "explain": explain_info,
+        },
+    )
+    blob = pack(flat, final, files)
+    path = out_dir / name
+    path.write_bytes(blob)
+    (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
+    test_probs = _softmax_rows(m.test_logits, m.temperature)
+    tail_error = _check_shipped(path, data.x_test, test_probs, m.test_logits)
+    return ArtifactReport(
+        file=name,
+        bytes=len(blob),
+        flatbuffer_sha256=hashlib.sha256(flat).hexdigest(),
+        temperature=m.temperature,
+        abstain_threshold=m.abstain_threshold,
+        softmax_tail_max_abs_error=tail_error,
+        test=m_test,
+        val=m_val,
+        coverage_test=ev.coverage_curve(test_probs, data.test.labels),
+        test_pred=m.test_logits.argmax(1).tolist(),
+        test_top_score=[round(float(v), 6) for v in test_probs.max(1)],
+        val_pred=m.val_logits.argmax(1).tolist(),
+        test_ece_uncalibrated=round(ev.ece(_softmax_rows(m.test_logits), data.test.labels), 4),
+        val_ece_uncalibrated=ev.ece(_softmax_rows(m.val_logits), data.val.labels),
+        val_ece_calibrated=ev.ece(_softmax_rows(m.val_logits, m.temperature), data.val.labels),
+    )
+
+
+def _selftest_files(flat: bytes, size: int, logits_interp, temperature: float) -> dict[str, bytes]:
+    """Self-test vectors: synthetic inputs and the raw outputs this build machine's LiteRT gives for them."""
+    final_interp, _ = create_interpreter(flat, num_threads=1)
+    vectors = synthetic_vectors(size)
+    inp, out = final_interp.get_input_details()[0]["index"], final_interp.get_output_details()[0]["index"]
+    raw = [invoke_once(final_interp, ((inp, v[None]),), (out,))[0].reshape(-1) for v in vectors]  # not dequantized
+    # A 1-step change of every int8 logit moves a probability by at most step / (2 T).
+    logit_step = float(logits_interp.get_output_details()[0]["quantization"][0])
+    return encode_vectors(vectors, raw, logit_step / (2 * temperature))
+
+
+def _check_shipped(path: Path, x_test: np.ndarray, test_probs: np.ndarray, test_logits: np.ndarray) -> float:
+    """The shipped file must score exactly what was measured: softmax(logits / T), same top-1. Returns the
+    largest difference."""
+    shipped = _runtime_outputs(path, x_test)
+    tail_error = float(np.abs(shipped - test_probs).max())
+    if tail_error > 1e-4 or not np.array_equal(shipped.argmax(1), test_logits.argmax(1)):
+        raise RuntimeError(f"{path.name}: calibrated softmax tail disagrees with the measured logits ({tail_error})")
+    return tail_error
+
+
+def compare(
+    data: RebuildData,
+    provenance: dict[str, Any],
+    calibration: Calibration | None,
+    artifacts: dict[str, ArtifactReport],
+    activation_ranges: str,
+    weight_rounding: str,
+) -> RebuildReport:
+    """The artifacts side by side: int8 against float32 (all test images, and those int8 answers), float32
+    against the Keras network."""
+    i8, f32 = np.asarray(artifacts["int8"].test_pred), np.asarray(artifacts["float32"].test_pred)
+    # What users act on: the images the int8 model answers (top score at or above its abstain threshold).
+    answered = np.asarray(artifacts["int8"].test_top_score) >= artifacts["int8"].abstain_threshold
+    # NaN when no test image is answered (tiny smoke runs), without numpy's empty-mean warning.
+    same = i8[answered] == f32[answered]
+    return RebuildReport(
+        provenance=provenance,
+        activation_ranges=activation_ranges,
+        weight_rounding_method=weight_rounding,
+        int8=artifacts["int8"],
+        float32=artifacts["float32"],
+        agreement_int8_float32_test=float((i8 == f32).mean()),
+        answered_int8_test=int(answered.sum()),
+        agreement_int8_float32_test_answered=float(same.mean()) if same.size else float("nan"),
+        agreement_float32_keras_test=float((f32 == data.keras_test_logits.argmax(1)).mean()),
+        test_labels=data.test.labels.tolist(),
+        test_files=data.test.paths,
+        weight_rounding=calibration.weight_rounding if calibration else None,
+        bias_correction=calibration.bias_correction if calibration else None,
+    )
 
 
 def rebuild(
@@ -97,8 +421,9 @@ def rebuild(
     bias_correction: bool = True,
     activation_ranges: str = "mse",
     weight_rounding: str = "gptq",
-) -> dict[str, Any]:
-    """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them to ``out_dir``.
+) -> RebuildReport:
+    """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them (and
+    ``rebuild_report.json``) to ``out_dir``.
 
     With ``bias_correction`` the int8 artifact is converted from a copy of the network whose biases
     absorb the expected weight-rounding error (``skinedge_tools.bias_correction``); float32 is untouched.
@@ -108,138 +433,24 @@ def rebuild(
     """
     if weight_rounding not in ("gptq", "nearest"):
         raise ValueError(f"weight_rounding must be 'gptq' or 'nearest', got {weight_rounding!r}")
-    from skinedge_tools.train import discover_splits, load_trained
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    model, cfg = load_trained(run_dir, stage)
-    if data_root:
-        cfg.data_root = data_root
-    spec = cfg.spec()
-    splits = discover_splits(cfg)
-    arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in splits.items()}
-    (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
-    rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
-    keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
+    with _step("load"):
+        data = load_data(run_dir, stage, cache_dir, n_representative, data_root)
     out_dir.mkdir(parents=True, exist_ok=True)
-    provenance = _provenance(run_dir, cfg, stage, n_representative, bias_correction, activation_ranges, weight_rounding)
-    report: dict[str, Any] = {"provenance": provenance}
-    to_quantize = model
-    if bias_correction or weight_rounding == "gptq":
-        to_quantize, _ = load_trained(run_dir, stage)  # a copy: its weights end up on the int8 grid
-    if weight_rounding == "gptq":
-        report["weight_rounding"] = [r.__dict__ for r in gptq_round_int8(to_quantize, rep)]
-    if bias_correction:
-        # After GPTQ this only moves the dense head's bias: the convolutions already sit on the grid.
-        report["bias_correction"] = [c.__dict__ for c in correct_int8_bias(to_quantize, rep)]
-    artifacts = {
-        "int8": (INT8_NAME, to_tflite(to_quantize, rep, activation_ranges)),
-        "float32": (FLOAT_NAME, to_tflite(model)),
-    }
-    report["activation_ranges"] = activation_ranges
-    report["weight_rounding_method"] = weight_rounding
-    description = (
-        "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
-        "Unknown_Normal). Research use; scores are not a medical diagnosis."
+    provenance = _provenance(
+        run_dir, data.cfg, stage, n_representative, bias_correction, activation_ranges, weight_rounding
     )
-    for kind, (name, logits_flat) in artifacts.items():
-        interp, _ = create_interpreter(logits_flat, num_threads=1)
-        inp = interp.get_input_details()[0]
-        if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
-            raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
-        md = ModelMetadata(
-            labels=tuple(cfg.classes),
-            preprocess=spec,
-            output_kind="logits",
-            temperature=1.0,
-            input_shape=tuple(int(v) for v in inp["shape"]),
-            input_dtype=np.dtype(inp["dtype"]).name,
-            num_outputs=len(cfg.classes),
-        )
-        # The runtime measures the converted logits first; the temperature fitted on them is then
-        # built into the file's float softmax tail (tflite_edit), so every reader gets calibrated scores.
-        with tempfile.TemporaryDirectory() as tmp:
-            probe_path = Path(tmp) / name
-            probe_path.write_bytes(pack(logits_flat, md))
-            val_logits, test_logits = _runtime_outputs(probe_path, xv), _runtime_outputs(probe_path, xt)
-        temperature = ev.fit_temperature(val_logits, sval.labels)
-        val_probs, test_probs = _softmax(val_logits / temperature), _softmax(test_logits / temperature)
-        abstain = ev.pick_abstain_threshold(val_probs, sval.labels)
-        m_test = ev.metrics(stst.labels, test_logits, tuple(cfg.classes), temperature)
-        m_val = ev.metrics(sval.labels, val_logits, tuple(cfg.classes), temperature)
-        summary = {
-            "test_accuracy": round(m_test["accuracy"], 4),
-            "test_macro_f1": round(m_test["macro_f1"], 4),
-            "val_accuracy": round(m_val["accuracy"], 4),
-            "val_macro_f1": round(m_val["macro_f1"], 4),
-            "test_ece_uncalibrated": round(ev.ece(_softmax(test_logits), stst.labels), 4),
-            "test_ece_calibrated": round(m_test["ece"], 4),
-            "test_n": int(len(stst.labels)),
-            "calibration_temperature": round(temperature, 6),
-        }
-        title = f"skinedge MobileNetV2 {cfg.alpha} {spec.height}px {kind}"
-        flat = append_calibrated_softmax(logits_flat, temperature)
-        # Heatmaps from the same invoke: class-activation map outputs beside the probabilities.
-        flat, explain_info = class_maps.add_maps(flat, rep)
-        flat = add_standard_metadata(flat, _standard_metadata(title, description, provenance, spec, inp["dtype"]))
-        final_interp, _ = create_interpreter(flat, num_threads=1)
-        files = {}
-        if kind == "int8":
-            vectors = synthetic_vectors(spec.height)
-            raw = _raw_outputs(final_interp, vectors)
-            # A 1-step change of every int8 logit moves a probability by at most step / (2 T).
-            logit_step = float(interp.get_output_details()[0]["quantization"][0])
-            files = encode_vectors(vectors, raw, logit_step / (2 * temperature))
-        final = ModelMetadata(
-            **{
-                **md.__dict__,
-                "output_kind": "probabilities",
-                "abstain_threshold": abstain,
-                "name": title,
-                "description": description,
-                "provenance": provenance,
-                "metrics": summary,
-                "explain": explain_info,
-            },
-        )
-        blob = pack(flat, final, files)
-        path = out_dir / name
-        path.write_bytes(blob)
-        (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
-        # The shipped file must score exactly what was measured: softmax(logits / T), same top-1.
-        shipped = _runtime_outputs(path, xt)
-        tail_error = float(np.abs(shipped - test_probs).max())
-        if tail_error > 1e-4 or not np.array_equal(shipped.argmax(1), test_logits.argmax(1)):
-            raise RuntimeError(f"{name}: calibrated softmax tail disagrees with the measured logits ({tail_error})")
-        report[kind] = {
-            "file": name,
-            "bytes": len(blob),
-            "flatbuffer_sha256": hashlib.sha256(flat).hexdigest(),
-            "temperature": temperature,
-            "abstain_threshold": abstain,
-            "softmax_tail_max_abs_error": tail_error,
-            "test": m_test,
-            "val": m_val,
-            "coverage_test": ev.coverage_curve(test_probs, stst.labels),
-            "test_pred": test_logits.argmax(1).tolist(),
-            "test_top_score": [round(float(v), 6) for v in test_probs.max(1)],
-            "val_pred": val_logits.argmax(1).tolist(),
-            "test_ece_uncalibrated": summary["test_ece_uncalibrated"],
-            "val_ece_uncalibrated": ev.ece(_softmax(val_logits), sval.labels),
-            "val_ece_calibrated": ev.ece(val_probs, sval.labels),
-        }
-    i8, f32 = np.asarray(report["int8"]["test_pred"]), np.asarray(report["float32"]["test_pred"])
-    report["agreement_int8_float32_test"] = float((i8 == f32).mean())
-    # What users act on: the images the int8 model answers (top score at or above its abstain threshold).
-    answered = np.asarray(report["int8"]["test_top_score"]) >= report["int8"]["abstain_threshold"]
-    report["answered_int8_test"] = int(answered.sum())
-    # NaN when no test image is answered (tiny smoke runs), without numpy's empty-mean warning.
-    same = i8[answered] == f32[answered]
-    report["agreement_int8_float32_test_answered"] = float(same.mean()) if same.size else float("nan")
-    report["agreement_float32_keras_test"] = float((f32 == keras_test.argmax(1)).mean())
-    report["size_ratio_int8_float32"] = report["int8"]["bytes"] / report["float32"]["bytes"]
-    report["test_labels"] = stst.labels.tolist()
-    report["test_files"] = stst.paths
-    (out_dir / "rebuild_report.json").write_text(json.dumps(report, indent=1))
+    with _step("calibrate (GPTQ, bias correction)"):
+        calibration = calibrate(run_dir, stage, data.representative, bias_correction, weight_rounding)
+    with _step("convert"):
+        flats = convert(data, calibration, activation_ranges)
+    names = {"int8": INT8_NAME, "float32": FLOAT_NAME}
+    artifacts = {}
+    for kind, flat in flats.items():
+        with _step(f"package and evaluate {kind}"):
+            artifacts[kind] = package(data, kind, names[kind], flat, provenance, out_dir)
+    report = compare(data, provenance, calibration, artifacts, activation_ranges, weight_rounding)
+    (out_dir / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=1))
     return report
 
 
@@ -292,23 +503,6 @@ def add_maps_to_artifact(path: Path, run_dir: Path, cache_dir: Path | None, data
     path.write_bytes(blob)
     path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(blob).hexdigest()}  {path.name}\n")
     return info
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
-def _raw_outputs(interp, vectors: list[np.ndarray]) -> list[np.ndarray]:
-    """Raw outputs of the LiteRT/XNNPACK interpreter built for the artifact, on the self-test vectors."""
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    raw = []
-    for v in vectors:
-        interp.set_tensor(inp["index"], v[None])
-        interp.invoke()
-        raw.append(interp.get_tensor(out["index"]).reshape(-1).copy())
-    return raw
 
 
 def _provenance(
