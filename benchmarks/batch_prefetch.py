@@ -82,14 +82,9 @@ def main() -> None:
         clf.preprocess(p)
     secs: dict[str, list[float]] = collections.defaultdict(list)
     for r in range(args.rounds):
-        t0 = time.perf_counter()
-        pixels = [clf.preprocess(p)[0] for p in paths]
-        secs["decode"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for x in pixels:
-            clf.invoke(x)
-        secs["invoke"].append(time.perf_counter() - t0)
-        del pixels
+        decode_s, invoke_s = common.decode_then_invoke_seconds(clf, paths)
+        secs["decode"].append(decode_s)
+        secs["invoke"].append(invoke_s)
         order = list(contenders.items())
         order = order[r % len(order):] + order[: r % len(order)]
         for name, fn in order:

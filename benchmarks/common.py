@@ -222,3 +222,15 @@ def run_worker(python: Path | str, args: list[str], timeout: float = 900) -> dic
 
 
 PY = sys.executable
+
+
+def decode_then_invoke_seconds(clf, paths: list) -> tuple[float, float]:
+    """One round of the sequential bound: every photo preprocessed, then every tensor invoked (seconds each)."""
+    import time
+
+    t0 = time.perf_counter()
+    pixels = [clf.preprocess(p)[0] for p in paths]
+    t1 = time.perf_counter()
+    for x in pixels:
+        clf.invoke(x)
+    return t1 - t0, time.perf_counter() - t1

@@ -300,14 +300,9 @@ def suite_batch(model: Path, folder: Path, threads_list: list[int], rounds: int 
                                        "cli_s": []}
         errors = 0
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            pix = [clf.preprocess(p)[0] for p in paths]
-            res["decode_s"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            for x in pix:
-                clf.invoke(x)
-            res["invoke_s"].append(time.perf_counter() - t0)
-            del pix
+            decode_s, invoke_s = common.decode_then_invoke_seconds(clf, paths)
+            res["decode_s"].append(decode_s)
+            res["invoke_s"].append(invoke_s)
             t0 = time.perf_counter()
             outcomes = clf.classify_many(paths)
             res["classify_many_s"].append(time.perf_counter() - t0)
