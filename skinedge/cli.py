@@ -168,19 +168,29 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
     raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
 
 
+def _stdout_is_a_pipe() -> bool:
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured): not a pipe
+        return False
+
+
 class _Progress:
     """``classifying 12/66 [#####-----] 18%`` on stderr, redrawn in place; only when stderr is a terminal
     and there are more than ``min_total`` images.
 
     Callers ``clear()`` it before printing any result or error line: stdout and stderr are usually the
-    same terminal, and a result must never share a line with the bar.
+    same terminal, and a result must never share a line with the bar. Off when stdout is a pipe: what reads it
+    (``| head``, ``| grep``) may print to this terminal at any moment, after the bar was redrawn.
     """
 
     WIDTH = 30
 
     def __init__(self, total: int, min_total: int = 20) -> None:
         self.total, self.done = total, 0
-        self.enabled = total > min_total and sys.stderr.isatty()
+        self.enabled = total > min_total and sys.stderr.isatty() and not _stdout_is_a_pipe()
         self._drawn = 0  # characters of the bar now on screen
 
     def clear(self) -> None:

@@ -85,6 +85,29 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(many_photos: Path) -> Non
     assert proc.stdout.count(f"{many_photos}/") == 25
 
 
+def test_no_progress_bar_when_stdout_is_a_pipe(many_photos: Path) -> None:
+    """``skinedge predict DIR | head``: stderr is the terminal, but the pipe's reader prints results there at its own
+    pace, after the bar was redrawn, so a bar would share their lines."""
+    pty = pytest.importorskip("pty", reason="needs a POSIX pseudo-terminal")
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*SKINEDGE, "predict", "--threads", "2", str(many_photos)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    out, _ = proc.communicate(timeout=120)
+    err = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        err.append(data)
+    os.close(leader)
+    assert proc.returncode == 0 and out.count(f"{many_photos}/") == 25
+    assert "classifying" not in b"".join(err).decode(errors="replace")
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 def test_fifo_named_like_a_photo_is_not_a_regular_file(tmp_path: Path, skin6_dir: Path) -> None:
     fifo = tmp_path / "x.jpg"
