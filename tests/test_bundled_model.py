@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT
 from conftest import full_rebuild
 
 from skinedge import Classifier
@@ -17,8 +18,8 @@ from skinedge.model_io import bundled_model_path
 from skinedge.selftest import run_selftest
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "models" / "run"
-INT8_NAME, FLOAT_NAME = "skinedge_mobilenetv2_int8.tflite", "skinedge_mobilenetv2_float32.tflite"
+RUN = DEFAULT.run  # the default bundled model's training run
+INT8_NAME, FLOAT_NAME = DEFAULT.int8.name, DEFAULT.float32.name
 
 
 @pytest.fixture(scope="module")
