@@ -24,13 +24,18 @@ def entries():
     return [report_backbones.load(b.run, b.int8.parent) for b in (LITE0, MNV2)]
 
 
+@pytest.fixture(scope="module")
+def lines(entries, skin6_dir) -> list[str]:
+    """The section, made once (its bootstrap intervals take seconds)."""
+    return report_backbones.section(entries, "efficientnet-lite0", skin6_dir / "manifest.csv", None)
+
+
 def _row(lines: list[str], *starts: str) -> list[str]:
     (row,) = [line for line in lines if line.startswith("| " + " | ".join(starts) + " |")]
     return [c.strip() for c in row.strip("|").split("|")]
 
 
-def test_stage_and_artifact_rows_are_the_runs_own_figures(entries):
-    lines = report_backbones.section(entries, "efficientnet-lite0", None, None)
+def test_stage_and_artifact_rows_are_the_runs_own_figures(entries, lines):
     for b, title in ((LITE0, "EfficientNet-Lite0"), (MNV2, "MobileNetV2")):
         y_val = [Path(f).parts[1] for f in (b.run / "val_files.txt").read_text().split()]
         classes = entries[0].classes
@@ -50,8 +55,7 @@ def test_stage_and_artifact_rows_are_the_runs_own_figures(entries):
     assert row[6] == f"{MNV2.int8.stat().st_size:,}"
 
 
-def test_per_class_and_versus_paper_figures(entries):
-    lines = report_backbones.section(entries, "efficientnet-lite0", None, None)
+def test_per_class_and_versus_paper_figures(lines):
     new, old = (json.loads(b.report.read_text()) for b in (LITE0, MNV2))
     y = np.asarray(new["test_labels"])
     pn, po = np.asarray(new["int8"]["test_pred"]), np.asarray(old["int8"]["test_pred"])
@@ -65,10 +69,8 @@ def test_per_class_and_versus_paper_figures(entries):
     assert f"macro-F1 {diff:+.3f} [" in line
 
 
-def test_per_source_gap_counts_only_sources_with_ten_photos(entries, skin6_dir):
-    manifest = skin6_dir / "manifest.csv"
-    lines = report_backbones.section(entries, "efficientnet-lite0", manifest, None)
-    with open(manifest) as f:
+def test_per_source_gap_counts_only_sources_with_ten_photos(entries, lines, skin6_dir):
+    with open(skin6_dir / "manifest.csv") as f:
         source = {r["path"]: r["source_repo"] for r in csv.DictReader(f)}
     e = entries[0]
     src = np.asarray([source[p] for p in e.test_files])
