@@ -5,8 +5,8 @@ that run in other virtual environments (tflite-runtime, ONNX Runtime, MediaPipe)
 
 Environment variables:
     SKINEDGE_SHARED             the shared folder (default ``../shared`` beside the repository)
-    SKINEDGE_BENCH_MODEL        int8 ``.tflite`` (default: the bundled ``models/skinedge_mobilenetv2_int8.tflite``)
-    SKINEDGE_BENCH_FLOAT_MODEL  float32 ``.tflite`` (default ``models/skinedge_mobilenetv2_float32.tflite``)
+    SKINEDGE_BENCH_MODEL        int8 ``.tflite`` (default: the default bundled model, ``DEFAULT_INT8``)
+    SKINEDGE_BENCH_FLOAT_MODEL  float32 ``.tflite`` (default: that model's float32 file beside it in ``models/``)
     SKINEDGE_BENCH_CACHE        generated photos and converted models (default ``~/.cache/skinedge-bench``)
     SKINEDGE_BENCH_VENV_TFLRT   venv with tflite-runtime 2.14 and numpy<2 (default ``/work/venv-tflrt``)
     SKINEDGE_BENCH_VENV_ONNX    venv with onnxruntime (default ``/work/venv-onnx``)
@@ -55,9 +55,14 @@ def thread_counts() -> list[int]:
     return sorted({1, usable_cpus()})
 
 
+#: The default bundled model's file (``skinedge.model_io.BUNDLED_MODEL``; not imported: this module stays free of
+#: skinedge for the MediaPipe venv; tests/test_benchmarks_common.py checks the two agree).
+DEFAULT_INT8 = "skinedge_efficientnet_lite0_int8.tflite"
+
+
 def int8_model() -> Path:
     env = os.environ.get("SKINEDGE_BENCH_MODEL")
-    path = Path(env) if env else ROOT / "models" / "skinedge_mobilenetv2_int8.tflite"
+    path = Path(env) if env else ROOT / "models" / DEFAULT_INT8
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no int8 model; set SKINEDGE_BENCH_MODEL "
@@ -68,7 +73,7 @@ def int8_model() -> Path:
 
 def float_model() -> Path | None:
     env = os.environ.get("SKINEDGE_BENCH_FLOAT_MODEL")
-    path = Path(env) if env else ROOT / "models" / "skinedge_mobilenetv2_float32.tflite"
+    path = Path(env) if env else ROOT / "models" / DEFAULT_INT8.replace("_int8.tflite", "_float32.tflite")
     return path if path.is_file() else None
 
 

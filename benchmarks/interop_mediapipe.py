@@ -5,7 +5,7 @@ MediaPipe's ImageClassifier should load it unchanged. To compare scores, not res
 the same 224x224 pixels made by ``skinedge.preprocess`` (MediaPipe's own resize is then the identity).
 
     python benchmarks/interop_mediapipe.py --create-venv   # once: a venv with mediapipe (from PyPI)
-    python benchmarks/interop_mediapipe.py [--model models/skinedge_mobilenetv2_int8.tflite] \\
+    python benchmarks/interop_mediapipe.py [--model models/skinedge_efficientnet_lite0_int8.tflite] \\
         [--data ../shared/data/skin6] [--mp-python VENV/bin/python]
 
 MediaPipe needs its own virtual environment (its pinned numpy and protobuf do not mix with TensorFlow's):
@@ -73,7 +73,7 @@ def mediapipe_scores(model: str, pixels_file: str) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(HERE.parent / "models" / "skinedge_mobilenetv2_int8.tflite"))
+    ap.add_argument("--model", default=str(HERE.parent / "models" / common.DEFAULT_INT8))
     shared = os.environ.get("SKINEDGE_SHARED", str(HERE.parent.parent / "shared"))
     ap.add_argument("--data", default=f"{shared}/data/skin6")
     ap.add_argument("--mp-python", default=None,

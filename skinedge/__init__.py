@@ -1,4 +1,5 @@
-"""skinedge: on-device skin-condition classifier (MobileNetV2 int8 on TFLite/LiteRT with XNNPACK).
+"""skinedge: on-device skin-condition classifier (int8 EfficientNet-Lite0, or the paper's MobileNetV2, on LiteRT
+with XNNPACK).
 
 Outputs are scores from a research model, not a medical diagnosis.
 

@@ -13,7 +13,6 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,7 +154,8 @@ class Classifier:
     (each with ``num_threads=1``).
 
     Args:
-        model: path to a ``.tflite`` file; None uses the bundled model.
+        model: path to a ``.tflite`` file, or a bundled model's name (``"efficientnet-lite0"``, the
+            default; ``"mobilenetv2"``, the 2025 paper's network: ``skinedge.model_io.BUNDLED_MODELS``).
         num_threads: interpreter threads (default: the CPUs this process may use).
         backend: ``litert``, ``tflite_runtime`` or ``tensorflow``; None picks the first installed.
         labels: labels file or sequence, for models without metadata (overrides metadata labels).
@@ -189,7 +189,7 @@ class Classifier:
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         t0 = time.perf_counter()
-        self.model_path = Path(model) if model is not None else model_io.bundled_model_path()
+        self.model_path = model_io.resolve_model(model)
         packed = model_io.read_model(self.model_path, verify=verify)
         self.num_threads = int(num_threads) if num_threads else usable_cpus()
         if self.num_threads < 1:

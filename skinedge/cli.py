@@ -83,7 +83,7 @@ def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skinedge")
 def main() -> None:
-    """skinedge: on-device skin-condition classifier (int8 MobileNetV2, LiteRT + XNNPACK).
+    """skinedge: on-device skin-condition classifier (int8 EfficientNet-Lite0 or MobileNetV2, LiteRT + XNNPACK).
 
     Outputs are model scores, not a medical diagnosis.
 
@@ -93,7 +93,8 @@ def main() -> None:
 
 
 _model_option = click.option(
-    "--model", type=click.Path(dir_okay=False), default=None, help="A .tflite model (default: the bundled one)."
+    "--model", type=click.Path(dir_okay=False), default=None,
+    help="A .tflite model, or a bundled model's name: efficientnet-lite0 (the default) or mobilenetv2 (the paper's).",
 )
 _labels_option = click.option(
     "--labels", type=click.Path(dir_okay=False), default=None, help="Labels file for models without metadata."

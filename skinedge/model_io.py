@@ -12,9 +12,16 @@ from skinedge.errors import ModelError
 from skinedge.flatbuffer_check import check_tflite_structure
 from skinedge.metadata import ModelFile, unpack
 
-#: File name of the model bundled with the package (package ``skinedge.bundled``, from ``models/``).
-BUNDLED_MODEL = "skinedge_mobilenetv2_int8.tflite"
-#: Models larger than this are refused before reading (MobileNetV2 int8 is ~3 MB).
+#: The int8 models bundled with the package (package ``skinedge.bundled``, from ``models/``), by name.
+BUNDLED_MODELS = {
+    "efficientnet-lite0": "skinedge_efficientnet_lite0_int8.tflite",
+    "mobilenetv2": "skinedge_mobilenetv2_int8.tflite",  # the 2025 paper's network
+}
+#: The bundled model used when none is named: the one that measured best on validation (docs/report.md).
+DEFAULT_MODEL = "efficientnet-lite0"
+#: File name of the default bundled model.
+BUNDLED_MODEL = BUNDLED_MODELS[DEFAULT_MODEL]
+#: Models larger than this are refused before reading (the bundled int8 files are 3-4 MB).
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 #: Set this environment variable to 1 to probe every model in a child process before loading it.
 PROBE_ENV = "SKINEDGE_PROBE_MODELS"
@@ -24,22 +31,44 @@ _probed: set[str] = set()  # SHA-256 of flatbuffers that passed a probe in this 
 _probed_lock = threading.Lock()
 
 
-def bundled_model_path() -> Path:
-    """Path of the model shipped inside the package."""
+def bundled_model_path(name: str | None = None) -> Path:
+    """Path of a model shipped inside the package: ``name`` is a key of :data:`BUNDLED_MODELS`
+    (None: :data:`DEFAULT_MODEL`).
+
+    Raises:
+        ModelError: no bundled model has that name, or it is missing from this installation.
+    """
     from importlib.util import find_spec  # not importlib.resources: ~2 ms less on every cold start
 
+    name = DEFAULT_MODEL if name is None else name
+    if name not in BUNDLED_MODELS:
+        raise ModelError(name, f"no bundled model of that name (bundled: {', '.join(BUNDLED_MODELS)})")
     spec = find_spec("skinedge.bundled")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("skinedge.bundled", "the bundled model package is missing from this installation")
-    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_MODEL
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_MODELS[name]
     if not path.is_file():
-        raise ModelError(str(path), "the bundled model is missing from this installation; pass a model path")
+        raise ModelError(str(path), f"the bundled model {name!r} is missing from this installation; pass a model path")
+    return path
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The file a ``model`` argument names: None is the default bundled model, a key of :data:`BUNDLED_MODELS`
+    (``"mobilenetv2"``) that bundled model, anything else a path."""
+    if model is None or (isinstance(model, str) and model in BUNDLED_MODELS):
+        return bundled_model_path(model)
+    path = Path(model)
+    if isinstance(model, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
+        # A bare word that is neither a file nor a bundled name: most likely a mistyped name.
+        raise ModelError(model, f"no such model file, and no bundled model of that name "
+                                f"(bundled: {', '.join(BUNDLED_MODELS)})")
     return path
 
 
 def _is_bundled(path: Path) -> bool:
     try:
-        return path.resolve() == bundled_model_path().resolve()
+        bundled = bundled_model_path().parent
+        return path.parent.resolve() == bundled.resolve() and path.name in BUNDLED_MODELS.values()
     except (ModelError, OSError):
         return False
 

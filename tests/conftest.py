@@ -125,7 +125,9 @@ def _rebuild_blocker() -> str | None:
 def _rebuild_commands(out: Path) -> list[list[str]]:
     import sys
 
-    args = ["rebuild", "--run", str(ROOT / "models" / "run"), "--out", str(out / "models"), "--data", str(SKIN6)]
+    from bundled import DEFAULT
+
+    args = ["rebuild", "--run", str(DEFAULT.run), "--out", str(out / "models"), "--data", str(SKIN6)]
     if not full_rebuild():
         args += ["--representative", str(TEST_MODE_CALIBRATION)]
     return [[sys.executable, "-m", "skinedge_tools.cli", *args, "--cache-dir", str(out / "cache")]]
@@ -226,7 +228,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 @pytest.fixture(scope="session")
 def rebuilt_models() -> Path:
-    """The folder where ``skinedge-tools rebuild`` of the committed run (models/run) wrote both artifacts and
+    """The folder where ``skinedge-tools rebuild`` of the default bundled model's committed run wrote both artifacts and
     its report, from the background subprocess started at collection (above). Skips, with the reason, when the
     committed run cannot be rebuilt here: no ../shared, no training tools, or another TensorFlow than the one
     that converted the committed model."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT
 from click.testing import CliRunner
 
 from skinedge import Classifier
@@ -111,7 +112,7 @@ def test_figures_match_scikit_learn_on_real_photos(photo_dir: Path, clf: Classif
 def test_whole_test_split_reproduces_the_recorded_figures(skin6_dir: Path, clf: Classifier) -> None:
     """The 449 test photos: the build's recorded metrics, per-photo predictions and answered count."""
     scipy_stats = pytest.importorskip("scipy.stats", reason="the bootstrap check needs scipy")
-    rebuild = json.loads((ROOT / "models" / "rebuild_report.json").read_text())
+    rebuild = json.loads(DEFAULT.report.read_text())
     result = CliRunner().invoke(main, ["evaluate", str(skin6_dir / "test"), "--json", "--threads", "2"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -130,14 +131,14 @@ def test_whole_test_split_reproduces_the_recorded_figures(skin6_dir: Path, clf: 
     assert report["accuracy_ci95"] == pytest.approx([ref.low, ref.high], abs=1e-12)
 
 
-def test_text_report_and_csv_without_json(photo_dir: Path, tmp_path: Path) -> None:
+def test_text_report_and_csv_without_json(photo_dir: Path, tmp_path: Path, clf: Classifier) -> None:
     result = CliRunner().invoke(main, ["evaluate", str(photo_dir), "--map", "melanoma=SkinCancer", "--threads", "2"])
     assert result.exit_code == 1
     out = result.stdout.splitlines()
     assert out[0].startswith(f"photos     29 classified in 4 class folders of {photo_dir} (1 failed, 1 folder skipped)")
     assert out[1].startswith("accuracy   0.") and "[95% CI " in out[1]
     assert out[2].startswith("macro-F1   0.") and "2000 resamples, seed 0" in out[2]
-    assert out[3].startswith("abstain    at 0.62: ")
+    assert out[3].startswith(f"abstain    at {clf.abstain_threshold:.2f}: ")
     assert "confusion matrix (rows: folder class, columns: predicted class)" in out
     assert out[-1].startswith("Scores from a research model, not a medical diagnosis")
 

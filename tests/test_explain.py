@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled import DEFAULT
 from click.testing import CliRunner
 from PIL import Image
 
@@ -23,7 +24,7 @@ from skinedge.model_io import bundled_model_path
 from skinedge.preprocess import PreprocessSpec, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-FLOAT_MODEL = ROOT / "models" / "skinedge_mobilenetv2_float32.tflite"
+FLOAT_MODEL = DEFAULT.float32
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def clf() -> Classifier:
 
 @pytest.fixture(scope="module")
 def test_photos(skin6_dir) -> list[Path]:
-    files = (ROOT / "models" / "run" / "test_files.txt").read_text().split()
+    files = (DEFAULT.run / "test_files.txt").read_text().split()
     return [skin6_dir / f for f in files]
 
 

@@ -14,19 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from bundled import bundled
 
 from skinedge import Classifier
 from skinedge.backend import dequantize, invoke_once
 from skinedge.errors import MetadataError
 from skinedge.files import image_files
 from skinedge.metadata import LABELS_NAME, METADATA_NAME, ModelMetadata, pack, unpack
-from skinedge.model_io import bundled_model_path
 from skinedge.preprocess import SPEC_VERSION, PreprocessSpec, to_input_tensor
 
 VALID = Path(__file__).parent / "data" / "valid_models"
 FLOAT_MODEL = VALID / "image_float32.tflite"  # 1x16x16x3 float32 in, 5 float32 logits out, no metadata
 LABELS = ("a", "b", "c", "d", "e")
-FLOAT32_BUNDLED = "skinedge_mobilenetv2_float32.tflite"
 
 
 def _pixels(seed: int = 0, size: int = 16) -> np.ndarray:
@@ -141,8 +140,8 @@ def test_model_without_metadata_takes_float_inputs_in_minus_one_to_one() -> None
 
 
 def test_bundled_v1_models_read_as_mean_zero_std_one() -> None:
-    """The shipped files (written by the v1 packer, not repacked) keep their meaning."""
-    for path in (bundled_model_path(), Path(__file__).resolve().parents[1] / "models" / FLOAT32_BUNDLED):
+    """The paper's MobileNetV2 files (written by the v1 packer, not repacked) keep their meaning."""
+    for path in (bundled("mobilenetv2").int8, bundled("mobilenetv2").float32):
         with zipfile.ZipFile(path) as zf:
             stored = json.loads(zf.read(METADATA_NAME))
         assert stored["preprocess"]["version"] == 1 and "mean" not in stored["preprocess"]

@@ -21,14 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import reference_pipeline as ref
+from bundled import bundled
 from PIL import Image
 
 from skinedge import Classifier
+from skinedge.model_io import BUNDLED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 VALID = ROOT / "tests" / "data" / "valid_models"
-BUNDLED_INT8 = ROOT / "models" / "skinedge_mobilenetv2_int8.tflite"
-BUNDLED_FLOAT = ROOT / "models" / "skinedge_mobilenetv2_float32.tflite"
+#: Both bundled models' files: int8 (uint8 input) and float32 (float input).
+BUNDLED_FILES = [(b.name, kind, path) for b in map(bundled, BUNDLED_MODELS)
+                 for kind, path in (("int8-uint8-input", b.int8), ("float32-input", b.float32))]
 
 # (fixture, input dtype, output kind the runtime infers for a model without metadata)
 SMALL_MODELS = [
@@ -199,7 +202,7 @@ def _drafted(path: Path, target: int) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-@pytest.mark.parametrize("model", [BUNDLED_INT8, BUNDLED_FLOAT], ids=["int8-uint8-input", "float32-input"])
+@pytest.mark.parametrize("model", [f[2] for f in BUNDLED_FILES], ids=[f"{f[0]}-{f[1]}" for f in BUNDLED_FILES])
 def test_bundled_models_known_answers(skin6_dir: Path, model: Path) -> None:
     with Classifier(model, num_threads=1, top_k=6) as clf:
         assert clf.output_kind == "probabilities" and clf.labels == SKIN6_LABELS
@@ -210,7 +213,7 @@ def test_bundled_models_known_answers(skin6_dir: Path, model: Path) -> None:
             assert decoded.shape == rgb.shape and np.abs(decoded.astype(int) - rgb).max() == 0
             pixels, _, _ = clf.preprocess(path)
             resized = reference_pixels(pixels, rgb, 224, 224)
-            # v1 metadata: the float model's graph holds its own Rescaling, so mean 0 and std 1
+            # Each network's graph holds its own input normalisation: mean 0 and std 1 in the spec
             expected = expected_scores(model, resized, dtype, "probabilities",
                                        mean=0.0, std=1.0, output="probabilities")
             result = clf.classify(path)
@@ -218,27 +221,38 @@ def test_bundled_models_known_answers(skin6_dir: Path, model: Path) -> None:
             assert result.uncertain == (expected.max() < clf.abstain_threshold)
 
 
-# Recorded once, on this project's development machine (x86-64, LiteRT 2.3.0), so that a fault that both pipelines
-# above share (Pillow's decoder itself) still shows. Recorded with:
+# Recorded once per bundled int8 model, on this project's development machine (x86-64, LiteRT 2.3.0), so that a
+# fault that both pipelines above share (Pillow's decoder itself) still shows. Recorded with:
 #   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path;
-#   from test_known_answers import _skin6_photos; from skinedge import Classifier; c = Classifier(num_threads=1);
+#   from test_known_answers import _skin6_photos; from skinedge import Classifier; c = Classifier(NAME, num_threads=1);
 #   [print(c.classify(p).label, [round(s, 2) for s in c.classify(p).scores]) for p in
 #   _skin6_photos(Path('../shared/data/skin6'))]"
-# The tolerance (0.03) covers int8 kernels that round one step differently on another CPU; a channel swap, a
-# missed rotation or a wrong crop moves these scores by far more.
-RECORDED_BUNDLED_INT8 = [
-    ("Acne", [0.45, 0.06, 0.26, 0.20, 0.02, 0.01]),
-    ("Eczema", [0.00, 0.83, 0.05, 0.10, 0.01, 0.01]),
-    ("Acne", [0.54, 0.06, 0.22, 0.10, 0.07, 0.01]),  # a Psoriasis photo the model gets wrong (and is unsure of)
-    ("SkinCancer", [0.06, 0.01, 0.39, 0.52, 0.01, 0.01]),
-    ("Vitiligo", [0.03, 0.03, 0.04, 0.03, 0.86, 0.00]),
-    ("Unknown_Normal", [0.05, 0.08, 0.08, 0.07, 0.04, 0.69]),
-]
+# with NAME "mobilenetv2" or "efficientnet-lite0". The tolerance (0.03) covers int8 kernels that round one step
+# differently on another CPU; a channel swap, a missed rotation or a wrong crop moves these scores by far more.
+RECORDED_BUNDLED_INT8 = {
+    "mobilenetv2": [
+        ("Acne", [0.45, 0.06, 0.26, 0.20, 0.02, 0.01]),
+        ("Eczema", [0.00, 0.83, 0.05, 0.10, 0.01, 0.01]),
+        ("Acne", [0.54, 0.06, 0.22, 0.10, 0.07, 0.01]),  # a Psoriasis photo it gets wrong (and is unsure of)
+        ("SkinCancer", [0.06, 0.01, 0.39, 0.52, 0.01, 0.01]),
+        ("Vitiligo", [0.03, 0.03, 0.04, 0.03, 0.86, 0.00]),
+        ("Unknown_Normal", [0.05, 0.08, 0.08, 0.07, 0.04, 0.69]),
+    ],
+    "efficientnet-lite0": [
+        ("Psoriasis", [0.24, 0.02, 0.66, 0.07, 0.01, 0.00]),  # an Acne photo it gets wrong
+        ("Eczema", [0.00, 0.84, 0.07, 0.02, 0.06, 0.00]),
+        ("Acne", [0.81, 0.01, 0.09, 0.03, 0.05, 0.00]),  # a Psoriasis photo it gets wrong
+        ("SkinCancer", [0.01, 0.17, 0.22, 0.59, 0.01, 0.00]),
+        ("Vitiligo", [0.00, 0.00, 0.02, 0.00, 0.97, 0.00]),
+        ("Vitiligo", [0.03, 0.01, 0.01, 0.02, 0.79, 0.13]),  # an Unknown_Normal photo it gets wrong
+    ],
+}
 
 
-def test_bundled_int8_recorded_answers(skin6_dir: Path) -> None:
-    with Classifier(BUNDLED_INT8, num_threads=1) as clf:
-        for path, (label, scores) in zip(_skin6_photos(skin6_dir), RECORDED_BUNDLED_INT8):
+@pytest.mark.parametrize("name", list(RECORDED_BUNDLED_INT8))
+def test_bundled_int8_recorded_answers(skin6_dir: Path, name: str) -> None:
+    with Classifier(name, num_threads=1) as clf:
+        for path, (label, scores) in zip(_skin6_photos(skin6_dir), RECORDED_BUNDLED_INT8[name], strict=True):
             result = clf.classify(path)
             assert result.label == label, path
             np.testing.assert_allclose(result.scores, scores, rtol=0, atol=0.03, err_msg=str(path))

@@ -82,8 +82,8 @@ def test_conversion_is_deterministic(smoke):
 
 def test_rebuild_with_nearest_rounding_skips_gptq(smoke):
     """``--weight-rounding nearest`` is the converter's plain rounding: no GPTQ step, other int8 weights."""
-    nearest = json.loads((smoke["nearest"] / "rebuild_report.json").read_text())
-    gptq = json.loads((smoke["models"] / "rebuild_report.json").read_text())
+    nearest = json.loads((smoke["nearest"] / "skinedge_mobilenetv2_rebuild_report.json").read_text())
+    gptq = json.loads((smoke["models"] / "skinedge_mobilenetv2_rebuild_report.json").read_text())
     assert nearest["weight_rounding_method"] == "nearest" and "weight_rounding" not in nearest
     assert gptq["weight_rounding_method"] == "gptq" and len(gptq["weight_rounding"]) > 0
     assert "GPTQ" not in nearest["provenance"]["quantization"] and "GPTQ" in gptq["provenance"]["quantization"]
@@ -111,5 +111,5 @@ def test_report_has_every_section_and_figure(smoke):
         "coverage.png",
     ):
         assert (smoke["docs"] / "figures" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rb = json.loads((smoke["models"] / "rebuild_report.json").read_text())
+    rb = json.loads((smoke["models"] / "skinedge_mobilenetv2_rebuild_report.json").read_text())
     assert 0 <= rb["agreement_int8_float32_test"] <= 1 and rb["size_ratio_int8_float32"] < 1

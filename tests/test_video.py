@@ -171,7 +171,9 @@ def test_smoothed_label_switches_from_a_to_b(clf, photos, tmp_path, suffix, four
     assert [r.index for r in results if r.label_changed] == [0, switch]
     # Smoothing shows: right after the cut the raw result is already B, the smoothed one not yet.
     assert results[PER_PHOTO].raw.label == label_b and results[PER_PHOTO].result.label == label_a
-    assert results[PER_PHOTO].result.uncertain  # the average is split between A and B
+    # ... and its top score is split between A and B: below A's own before the cut, and below B's raw score.
+    cut = results[PER_PHOTO]
+    assert cut.result.score < min(results[PER_PHOTO - 1].result.score, cut.raw.score)
 
 
 def test_no_smoothing_gives_the_raw_scores(clf, clips):

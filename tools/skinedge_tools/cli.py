@@ -172,9 +172,16 @@ def train(
     show_default=True,
     help="int8 weight rounding: least layer-output error on the calibration images (gptq), or nearest.",
 )
+@click.option(
+    "--calibration-seed",
+    default=None,
+    type=int,
+    help="Seed that draws the calibration images (default: the run's training seed).",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
 def rebuild(
-    run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, weight_rounding, cache_dir
+    run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, weight_rounding,
+    calibration_seed, cache_dir,
 ) -> None:
     """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
     from skinedge_tools.quantize import rebuild as do_rebuild
@@ -189,6 +196,7 @@ def rebuild(
         bias_correction,
         activation_ranges,
         weight_rounding,
+        calibration_seed,
     )
     i8, f32 = report.int8, report.float32
     click.echo(
@@ -260,15 +268,27 @@ def evaluate(model, data_root, split, as_json) -> None:
     type=int,
     help="Interleaved invokes per model for the float-vs-int8 latency row (0: skip).",
 )
-def report(run_dir, models_dir, docs_dir, data_root, latency_runs) -> None:
+@click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Another bundled model's run (its rebuild in --models too), for the Backbones section; repeatable.")
+def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare) -> None:
     """Write docs/report.md and its figures from a run and its rebuild."""
-    from skinedge_tools.quantize import FLOAT_NAME, INT8_NAME
+    import json
+
+    from skinedge_tools.artifacts import artifact_names
     from skinedge_tools.report import build
 
-    latency = None
+    def backbone(run: str) -> str:
+        return json.loads((Path(run) / "config.json").read_text()).get("backbone", "mobilenetv2")
+
+    names = artifact_names(backbone(run_dir))
+    latency = backbone_latency = None
     if latency_runs:
-        latency = _latency(Path(models_dir) / FLOAT_NAME, Path(models_dir) / INT8_NAME, latency_runs)
-    out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency)
+        latency = _latency(Path(models_dir) / names["float32"], Path(models_dir) / names["int8"], latency_runs)
+        if compare:
+            int8 = {backbone(r): Path(models_dir) / artifact_names(backbone(r))["int8"] for r in (run_dir, *compare)}
+            backbone_latency = _int8_latency(int8, latency_runs)
+    out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency,
+                [Path(r) for r in compare], backbone_latency)
     click.echo(f"wrote {out}")
 
 
@@ -290,6 +310,29 @@ def _latency(float_path: Path, int8_path: Path, runs: int) -> dict:
         "float32_p50_ms": LatencyStats.of(samples["f"]).p50,
         "int8_p50_ms": LatencyStats.of(samples["i"]).p50,
     }
+
+
+def _int8_latency(models: dict[str, Path], runs: int) -> dict:
+    """int8 invoke p50 of each model, interleaved call by call in one process (ratios between them are fair)."""
+    import numpy as np
+
+    from skinedge import Classifier
+    from skinedge.backend import usable_cpus
+    from skinedge.profiling import LatencyStats, cpu_description, interleaved
+
+    threads = usable_cpus()
+    clfs = {name: Classifier(path, num_threads=threads) for name, path in models.items()}
+    try:
+        calls = {}
+        for name, clf in clfs.items():
+            x = np.full((clf.spec.height, clf.spec.width, 3), 128, np.uint8)
+            calls[name] = lambda clf=clf, x=x: clf.invoke(x)
+        samples = interleaved(calls, runs, warmup=20)
+    finally:
+        for clf in clfs.values():
+            clf.close()
+    return {"threads": threads, "runs": runs, "cpu": cpu_description(),
+            "p50_ms": {name: LatencyStats.of(samples[name]).p50 for name in models}}
 
 
 if __name__ == "__main__":

@@ -31,14 +31,12 @@ from skinedge_tools import class_maps
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
 from skinedge_tools.activation_ranges import quantize_with_mse_ranges
+from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names, backbone_title
 from skinedge_tools.bias_correction import LayerCorrection, correct_int8_bias
 from skinedge_tools.data import Split
 from skinedge_tools.gptq import LayerRounding, gptq_round_int8
 from skinedge_tools.tflite_edit import add_standard_metadata, append_calibrated_softmax, standard_metadata
 
-INT8_NAME = "skinedge_mobilenetv2_int8.tflite"
-FLOAT_NAME = "skinedge_mobilenetv2_float32.tflite"
-REPORT_NAME = "rebuild_report.json"
 log = logging.getLogger(__name__)
 DESCRIPTION = (
     "Six-class skin-condition photo classifier (Acne, Eczema, Psoriasis, SkinCancer, Vitiligo, "
@@ -107,7 +105,7 @@ def _softmax_rows(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 # ---------------------------------------------------------------- what a rebuild reports
 @dataclass(frozen=True)
 class ArtifactReport:
-    """One artifact as built and measured through the runtime (``rebuild_report.json``'s ``int8`` / ``float32``)."""
+    """One artifact as built and measured through the runtime (the rebuild report's ``int8`` / ``float32``)."""
 
     file: str
     bytes: int
@@ -131,7 +129,7 @@ class ArtifactReport:
 
 @dataclass(frozen=True)
 class RebuildReport:
-    """Everything ``rebuild`` measured; :meth:`to_json` is the ``rebuild_report.json`` layout readers expect."""
+    """Everything ``rebuild`` measured; :meth:`to_json` is the rebuild report's JSON layout readers expect."""
 
     provenance: dict[str, Any]
     activation_ranges: str
@@ -222,7 +220,8 @@ class Measured:
 
 
 def load_data(
-    run_dir: Path, stage: str, cache_dir: Path | None, n_representative: int, data_root: str | None
+    run_dir: Path, stage: str, cache_dir: Path | None, n_representative: int, data_root: str | None,
+    calibration_seed: int | None = None,
 ) -> RebuildData:
     """Load ``run_dir/<stage>``'s network, the run's splits (decoded by the runtime's preprocessing, cached),
     the calibration sample, and the Keras network's own test logits."""
@@ -234,7 +233,8 @@ def load_data(
     spec = cfg.spec()
     arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in discover_splits(cfg).items()}
     (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
-    rep = representative_sample(xtr, strn.labels, n_representative, cfg.seed)
+    seed = cfg.seed if calibration_seed is None else calibration_seed
+    rep = representative_sample(xtr, strn.labels, n_representative, seed)
     keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
     return RebuildData(model, cfg, xtr, strn, xv, sval, xt, stst, rep, keras_test)
 
@@ -315,7 +315,7 @@ def package(
     m_test = ev.metrics(data.test.labels, m.test_logits, data.classes, m.temperature)
     m_val = ev.metrics(data.val.labels, m.val_logits, data.classes, m.temperature)
     spec = data.cfg.spec()
-    title = f"skinedge MobileNetV2 {data.cfg.alpha} {spec.height}px {kind}"
+    title = f"skinedge {backbone_title(data.cfg)} {spec.height}px {kind}"
     flat = append_calibrated_softmax(logits_flat, m.temperature)
     # Heatmaps from the same invoke: class-activation map outputs beside the probabilities.
     flat, explain_info = class_maps.add_maps(flat, data.representative)
@@ -421,36 +421,41 @@ def rebuild(
     bias_correction: bool = True,
     activation_ranges: str = "mse",
     weight_rounding: str = "gptq",
+    calibration_seed: int | None = None,
 ) -> RebuildReport:
     """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them (and
-    ``rebuild_report.json``) to ``out_dir``.
+    its report, :func:`artifact_names`) to ``out_dir``.
 
     With ``bias_correction`` the int8 artifact is converted from a copy of the network whose biases
     absorb the expected weight-rounding error (``skinedge_tools.bias_correction``); float32 is untouched.
     ``activation_ranges`` is passed to :func:`to_tflite` for the int8 artifact. ``weight_rounding``:
     ``gptq`` rounds the convolutions' int8 weights for the least output error on the representative
     images (``skinedge_tools.gptq``), ``nearest`` leaves the converter's round-to-nearest.
+    ``calibration_seed`` draws the representative images (None: the run's training seed); two seeds
+    giving the same answers is the check that int8 does not hang on the calibration sample.
     """
     if weight_rounding not in ("gptq", "nearest"):
         raise ValueError(f"weight_rounding must be 'gptq' or 'nearest', got {weight_rounding!r}")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     with _step("load"):
-        data = load_data(run_dir, stage, cache_dir, n_representative, data_root)
+        data = load_data(run_dir, stage, cache_dir, n_representative, data_root, calibration_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     provenance = _provenance(
         run_dir, data.cfg, stage, n_representative, bias_correction, activation_ranges, weight_rounding
     )
+    if calibration_seed is not None and calibration_seed != data.cfg.seed:
+        provenance["calibration_seed"] = calibration_seed  # absent: the run's seed (files built before the option)
     with _step("calibrate (GPTQ, bias correction)"):
         calibration = calibrate(run_dir, stage, data.representative, bias_correction, weight_rounding)
     with _step("convert"):
         flats = convert(data, calibration, activation_ranges)
-    names = {"int8": INT8_NAME, "float32": FLOAT_NAME}
+    names = artifact_names(data.cfg.backbone)
     artifacts = {}
     for kind, flat in flats.items():
         with _step(f"package and evaluate {kind}"):
             artifacts[kind] = package(data, kind, names[kind], flat, provenance, out_dir)
     report = compare(data, provenance, calibration, artifacts, activation_ranges, weight_rounding)
-    (out_dir / REPORT_NAME).write_text(json.dumps(report.to_json(), indent=1))
+    (out_dir / names["report"]).write_text(json.dumps(report.to_json(), indent=1))
     return report
 
 
@@ -491,7 +496,7 @@ def add_maps_to_artifact(path: Path, run_dir: Path, cache_dir: Path | None, data
         cfg.data_root = data_root
     xtr, strn = data_mod.load_arrays(discover_splits(cfg)["train"], cfg.spec(), cache_dir)
     n_rep = int(md.provenance.get("representative_images", 500))
-    rep = representative_sample(xtr, strn.labels, n_rep, cfg.seed)
+    rep = representative_sample(xtr, strn.labels, n_rep, int(md.provenance.get("calibration_seed", cfg.seed)))
     flat, info = class_maps.add_maps(packed.flatbuffer, rep)
     interp, _ = create_interpreter(flat, num_threads=1)
     flat = add_standard_metadata(
@@ -513,7 +518,8 @@ def _provenance(
     return {
         "dataset": Path(cfg.data_root).name,
         "dataset_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest.exists() else None,
-        "backbone": f"MobileNetV2 alpha {cfg.alpha}, ImageNet weights",
+        "backbone": (f"MobileNetV2 alpha {cfg.alpha}" if cfg.backbone == "mobilenetv2"
+                     else BACKBONE_TITLES[cfg.backbone]) + ", ImageNet weights",
         "stages": [s["name"] for s in cfg_json["stages"]],
         "checkpoint": f"{stage}/model.weights.h5",
         "checkpoint_sha256": hashlib.sha256((run_dir / stage / "model.weights.h5").read_bytes()).hexdigest(),
