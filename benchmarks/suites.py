@@ -1,4 +1,4 @@
-"""The five benchmark suites as functions returning JSON-ready dicts (used by ``run_all.py`` and the
+"""The benchmark suites (1, 1b and 2-5) as functions returning JSON-ready dicts (used by ``run_all.py`` and the
 pytest-benchmark files). Medians everywhere; contenders alternate in rounds so drift hits all alike.
 
 In-process contenders (skinedge and the plain LiteRT script) run in this process; the others run in
