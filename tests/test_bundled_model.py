@@ -280,8 +280,9 @@ def test_rebuilt_int8_weights_and_scales_match_the_committed_file(rebuilt_models
         pytest.skip(FULL_ONLY)
     problems, seen = _compare_tensors(rebuilt_models / INT8_NAME, bundled_model_path(), fitted=(CLASS_MAPS_FINE,))
     assert not problems, "\n".join(problems[:30])
-    # It compared what it says: int8 weights, and the bias of every quantized convolution and of the dense head.
-    assert seen["weight_tensors"] > 50 and seen["bias_tensors"] == seen["biases_in_graph"] > 50, seen
+    # It compared what it says: int8 weights, and the bias of every quantized convolution and of the dense head
+    # (EfficientNet-Lite0: 49 convolutions + the head = 50 biases; MobileNetV2: 52 + 1).
+    assert seen["weight_tensors"] >= 50 and seen["bias_tensors"] == seen["biases_in_graph"] >= 50, seen
 
 
 @pytest.mark.slow
