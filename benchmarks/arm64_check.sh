@@ -15,7 +15,8 @@
 # Environment:
 #   ARM64_BASE       where roots, qemu and wheels go (default /work/arm64-root; keep it outside the repo)
 #   SKINEDGE_SHARED  the shared folder (default: ../shared beside the repo)
-#   SKINEDGE_MODEL   the skinedge model to check (default: models/skinedge_mobilenetv2_int8.tflite)
+#   SKINEDGE_MODEL   the skinedge model to check (default: the default bundled model, models/ + model_io.BUNDLED_MODEL;
+#                    e.g. models/skinedge_mobilenetv2_int8.tflite for the paper's MobileNetV2, bundled by name)
 #   HOST_PYTHON      x86 python with skinedge installed (default: /work/venv/bin/python, else python3)
 #   MIRROR           Debian mirror (default http://deb.debian.org/debian)
 # Result: $ARM64_BASE/$SUITE/result.json and benchmarks/results/arm64_<suite>.json; exit 0 when all match.
@@ -32,11 +33,13 @@ BASE="${ARM64_BASE:-/work/arm64-root}"
 ROOT="$BASE/$SUITE"
 CACHE="$BASE/cache"
 SHARED="${SKINEDGE_SHARED:-$REPO/../shared}"
-MODEL="${SKINEDGE_MODEL:-$REPO/models/skinedge_mobilenetv2_int8.tflite}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 if [[ -z "${HOST_PYTHON:-}" ]]; then
     if [[ -x /work/venv/bin/python ]]; then HOST_PYTHON=/work/venv/bin/python; else HOST_PYTHON=python3; fi
 fi
+# The file the wheel bundles as the default (the runtime's own constant, so this script never goes stale).
+DEFAULT_MODEL="$REPO/models/$("$HOST_PYTHON" -c 'from skinedge.model_io import BUNDLED_MODEL; print(BUNDLED_MODEL)')"
+MODEL="${SKINEDGE_MODEL:-$DEFAULT_MODEL}"
 case "$SUITE" in
     bookworm) PYVER=3.11 ;;
     trixie) PYVER=3.13 ;;
@@ -124,7 +127,7 @@ if [[ -f "$MODEL" ]]; then
     cp "$MODEL" "$IN/skinedge.tflite"
     # The default model is the one the wheel bundles: then the arm64 side runs it with no --model
     # (checks the packaging too); the compare step checks both sides ran the same SHA-256.
-    if [[ "$(realpath "$MODEL")" == "$(realpath "$REPO/models/skinedge_mobilenetv2_int8.tflite")" ]]; then
+    if [[ "$(realpath "$MODEL")" == "$(realpath "$DEFAULT_MODEL")" ]]; then
         touch "$IN/use_bundled"
     fi
     for d in "$SHARED"/data/skin6/test/*/; do

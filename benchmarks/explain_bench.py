@@ -5,6 +5,10 @@
     python benchmarks/explain_bench.py latency --threads 1 --threads 2
     python benchmarks/explain_bench.py unchanged --before OLD.tflite   # scores equal to a file without maps
     python benchmarks/explain_bench.py figure      # docs/figures/explain_overlays.jpg
+    python benchmarks/explain_bench.py faithfulness --model mobilenetv2   # a bundled model by name, or a path
+
+Results go to ``benchmarks/results/explain_<what>[_<split>]_<model>.json``, ``<model>`` the file's short name
+(``efficientnet_lite0_int8``), so the figures of each bundled model sit side by side.
 
 Faithfulness: for each skin6 photo of a split, the top class's score is measured on the photo, with the
 hottest 20% of it greyed out by each heatmap variant, and with random rectangles of 20% of the area (the
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -34,6 +39,13 @@ from skinedge.preprocess import resize
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _model_name(model: str | None) -> str:
+    """Short name of the model file ``model`` resolves to (None: the default bundled one)."""
+    from skinedge.model_io import resolve_model
+
+    return resolve_model(model).stem.removeprefix("skinedge_")
 
 
 def _photos(shared: Path, split: str, every: int) -> list[Path]:
@@ -72,22 +84,27 @@ def faithfulness(clf: Classifier, photos: list[Path], trials: int = 4) -> dict:
 
 def latency(model: str | None, photos: list[Path], threads: int, rounds: int = 10) -> dict:
     """Median ``classify`` and ``explain`` time on the same photos, interleaved call by call; which of the
-    two goes first alternates, so neither gets the other's warm caches for free."""
+    two goes first alternates, so neither gets the other's warm caches for free. The process's CPU time per
+    call is kept too: on a busy shared machine it is the steadier figure."""
     with Classifier(model, num_threads=threads) as clf:
+        sha256 = clf.model_sha256
         for p in photos[:5]:  # warm caches and the interpreter
             clf.classify(p)
             clf.explain(p)
-        t_classify, t_explain = [], []
+        t_classify, t_explain, cpu_classify, cpu_explain = [], [], [], []
         for r in range(rounds):
             for i, p in enumerate(photos):
-                calls = [(clf.classify, t_classify), (clf.explain, t_explain)]
-                for call, times in calls if (r + i) % 2 else calls[::-1]:
-                    t0 = time.perf_counter()
+                calls = [(clf.classify, t_classify, cpu_classify), (clf.explain, t_explain, cpu_explain)]
+                for call, times, cpu in calls if (r + i) % 2 else calls[::-1]:
+                    c0, t0 = time.process_time(), time.perf_counter()
                     call(p)
                     times.append((time.perf_counter() - t0) * 1000)
+                    cpu.append((time.process_time() - c0) * 1000)
     c, e = float(np.median(t_classify)), float(np.median(t_explain))
+    cc, ce = float(np.median(cpu_classify)), float(np.median(cpu_explain))
     return {"threads": threads, "n": len(t_classify), "classify_p50_ms": c, "explain_p50_ms": e,
-            "explain_over_classify": e / c}
+            "explain_over_classify": e / c, "classify_cpu_p50_ms": cc, "explain_cpu_p50_ms": ce,
+            "explain_over_classify_cpu": ce / cc, "model_sha256": sha256}
 
 
 def unchanged(before: str, model: str | None, photos: list[Path]) -> dict:
@@ -134,7 +151,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["faithfulness", "latency", "unchanged", "figure"])
     ap.add_argument("--before", default=None, help="unchanged: the model file before the map outputs were added")
-    ap.add_argument("--model", default=None, help="a .tflite with class-map outputs (default: the bundled one)")
+    ap.add_argument("--model", default=None,
+                    help="a .tflite with class-map outputs, or a bundled model's name (default: the default one)")
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--every", type=int, default=1, help="use every N-th photo of the split")
@@ -145,7 +163,9 @@ def main() -> None:
     if not photos:
         sys.exit(f"no photos under {args.shared}/data/skin6/{args.split}")
     meta = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-            "split": args.split, "every": args.every, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "split": args.split, "every": args.every, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "model": _model_name(args.model), "load_avg_1m_at_start": os.getloadavg()[0]}
+    name = meta["model"]
     if args.what == "faithfulness":
         with Classifier(args.model, num_threads=2) as clf:
             result = {**meta, "model_sha256": clf.model_sha256, **faithfulness(clf, photos)}
@@ -155,7 +175,7 @@ def main() -> None:
             v = s[k]
             print(f"  {k:<6} hot 20% mean drop {v['hot_mean_drop']:.3f}; hot hurts more on "
                   f"{v['share_hot_hurts_more']:.3f} [{v['share_ci95'][0]:.3f}, {v['share_ci95'][1]:.3f}]")
-        out = Path(args.out or RESULTS / f"explain_faithfulness_{args.split}.json")
+        out = Path(args.out or RESULTS / f"explain_faithfulness_{args.split}_{name}.json")
     elif args.what == "figure":
         out = Path(args.out or ROOT / "docs" / "figures" / "explain_overlays.jpg")
         print("\n".join(figure(args.model, photos, out)))
@@ -165,14 +185,15 @@ def main() -> None:
         result = {**meta, **unchanged(args.before, args.model, photos)}
         print(f"{args.split}: {result['identical']}/{result['n']} photos with identical scores; "
               f"max abs difference {result['max_abs_diff']:g}")
-        out = Path(args.out or RESULTS / "explain_scores_unchanged.json")
+        out = Path(args.out or RESULTS / f"explain_scores_unchanged_{name}.json")
     else:
         runs = [latency(args.model, photos[:40], t) for t in (args.threads or [1, 2])]
-        result = {**meta, "runs": runs}
+        result = {**meta, "runs": runs, "load_avg_1m_at_end": os.getloadavg()[0]}
         for r in runs:
             print(f"threads {r['threads']}: classify p50 {r['classify_p50_ms']:.2f} ms, explain p50 "
-                  f"{r['explain_p50_ms']:.2f} ms, ratio {r['explain_over_classify']:.3f} (n={r['n']})")
-        out = Path(args.out or RESULTS / "explain_latency.json")
+                  f"{r['explain_p50_ms']:.2f} ms, ratio {r['explain_over_classify']:.3f} (n={r['n']}); CPU time "
+                  f"ratio {r['explain_over_classify_cpu']:.3f}")
+        out = Path(args.out or RESULTS / f"explain_latency_{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")

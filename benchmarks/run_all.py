@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import suites  # noqa: E402
 
-SUITES = ("invoke", "e2e", "backends", "batch", "cold")
+SUITES = ("invoke", "models", "e2e", "backends", "batch", "cold")
 
 
 def load_avg() -> float:
@@ -78,6 +78,13 @@ def run(selected: list[str], quick: bool, rss_n: int) -> dict:
             r["skinedge_bench"] = [suites.skinedge_bench_ratio(int8, t) for t in threads]
             return r
         step("invoke", _invoke)
+    if "models" in selected:
+        def _models() -> dict:
+            files = suites.bundled_model_files()
+            r = suites.suite_models(files, photos["640x480"], threads, runs=600 // q)
+            r["default"] = int8.stem.removeprefix("skinedge_")  # the model the other suites measure
+            return r
+        step("models", _models)
     if "e2e" in selected:
         step("e2e", lambda: suites.suite_e2e(int8, flt, photos, threads, runs=21 // q if not quick else 3, rounds=3))
     if "backends" in selected:
@@ -186,6 +193,22 @@ def tables(results: dict) -> str:
                          f"{m['bare_litert_set_invoke_get']:.2f} ms | {v['overhead_vs_same_interpreter']:.3f} | "
                          f"{v['overhead_vs_bare_set_invoke_get']:.3f} | {sb.get(t, '')} |")
         lines.append("")
+    m = results.get("models")
+    if m:
+        lines += ["### 1b. Models side by side (Classifier.invoke, 640x480 photo preprocessed, one process, "
+                  f"interleaved; ratio to {m['baseline']})", "",
+                  "| threads | model | wall median | ratio (median of round ratios; min-max) | CPU median | "
+                  "CPU ratio |",
+                  "|---|---|---|---|---|---|"]
+        for t, v in m["by_threads"].items():
+            for k, w in v["wall_ms"].items():
+                r = v.get("ratio_to_baseline", {}).get(k, {})
+                nan = float("nan")
+                lo, hi = r.get("wall_round_ratios_min_max", [nan, nan])
+                lines.append(f"| {t} | {k} | {w['median']:.2f} ms | {r.get('wall_round_ratios_median', nan):.3f} "
+                             f"({lo:.3f}-{hi:.3f}) | {v['cpu_ms'][k]['median']:.2f} ms | "
+                             f"{r.get('cpu_of_medians', nan):.3f} |")
+        lines += ["", f"Load average (1, 5, 15 min) at start {m['loadavg_start']}, at end {m['loadavg_end']}.", ""]
     e = results.get("e2e")
     if e:
         sizes = list(e["photos"])

@@ -1,4 +1,4 @@
-"""The five benchmark suites as functions returning JSON-ready dicts (used by ``run_all.py`` and the
+"""The benchmark suites (1, 1b and 2-5) as functions returning JSON-ready dicts (used by ``run_all.py`` and the
 pytest-benchmark files). Medians everywhere; contenders alternate in rounds so drift hits all alike.
 
 In-process contenders (skinedge and the plain LiteRT script) run in this process; the others run in
@@ -106,6 +106,73 @@ def skinedge_bench_ratio(model: Path, threads: int) -> dict:
     r = run_bench(model, threads=threads, runs=300, warmup=30)
     return {"threads": threads, "sdk_overhead_ratio": r["sdk_overhead_ratio"], "invoke_p50_ms": r["invoke_ms"]["p50"],
             "bare_p50_ms": r["bare_interpreter_invoke_ms"]["p50"]}
+
+
+# -- 1b. models side by side ------------------------------------------------------------------
+
+
+def bundled_model_files(models_dir: Path | None = None) -> dict[str, Path]:
+    """The model files in ``models/`` by short name (``mobilenetv2_int8``, ``efficientnet_lite0_float32``, ...):
+    every bundled int8 file and the float32 twin beside it."""
+    d = models_dir or common.ROOT / "models"
+    files = sorted(d.glob("skinedge_*_int8.tflite")) + sorted(d.glob("skinedge_*_float32.tflite"))
+    return {f.stem.removeprefix("skinedge_"): f for f in files}
+
+
+def suite_models(models: dict[str, Path], photo: Path, threads_list: list[int], runs: int = 600, warmup: int = 30,
+                 rounds: int = 10, baseline: str = "mobilenetv2_int8") -> dict:
+    """``Classifier.invoke`` of several model files, interleaved in one process (suite 1's method), so that the
+    ratio to ``baseline`` is fair on a busy machine: issue 13's check that the default model's int8 invoke is
+    <= 1.5x MobileNetV2 int8's. Per call: wall time, and the process's CPU time (all interpreter threads), which
+    other jobs on a shared machine distort less than wall time. Ratios: of medians, and the median (min, max)
+    of the per-round ratios of medians.
+    """
+    import time
+
+    from skinedge import Classifier
+    from skinedge.profiling import interleaved
+
+    out: dict[str, Any] = {"models": {k: str(v) for k, v in models.items()},
+                           "sha256": {k: common.sha256(v) for k, v in models.items()}, "baseline": baseline,
+                           "photo": str(photo), "runs": runs, "warmup": warmup, "rounds": rounds,
+                           "loadavg_start": [round(x, 2) for x in os.getloadavg()], "by_threads": {}}
+
+    def timed(clf: Any, pixels: np.ndarray, cpu_ms: list[float]) -> None:
+        c0 = time.process_time()
+        clf.invoke(pixels)
+        cpu_ms.append((time.process_time() - c0) * 1000)
+
+    per_round = max(1, runs // rounds)
+    for t in threads_list:
+        clfs = {k: Classifier(p, num_threads=t) for k, p in models.items()}
+        try:
+            cpu: dict[str, list[float]] = {k: [] for k in clfs}
+            fns = {}
+            for k, clf in clfs.items():
+                pixels, _, _ = clf.preprocess(photo)
+                fns[k] = lambda clf=clf, px=pixels, sink=cpu[k]: timed(clf, px, sink)
+            wall = interleaved(fns, runs, warmup, rounds)
+            cpu = {k: v[warmup:] for k, v in cpu.items()}  # interleaved() ran the warm-up calls through fns too
+            delegates = {k: clf.delegate.describe() for k, clf in clfs.items()}
+        finally:
+            for clf in clfs.values():
+                clf.close()
+        row: dict[str, Any] = {"wall_ms": {k: stats(v) for k, v in wall.items()},
+                               "cpu_ms": {k: stats(v) for k, v in cpu.items()}, "delegate": delegates,
+                               "samples_ms": {k: [round(x, 4) for x in v] for k, v in wall.items()}}
+        if baseline in wall:
+            base = wall[baseline]
+            row["ratio_to_baseline"] = {}
+            for k, v in wall.items():
+                by_round = [med(v[i:i + per_round]) / med(base[i:i + per_round]) for i in range(0, len(v), per_round)]
+                row["ratio_to_baseline"][k] = {
+                    "wall_of_medians": round(med(v) / med(base), 3),
+                    "wall_round_ratios_median": round(med(by_round), 3),
+                    "wall_round_ratios_min_max": [round(min(by_round), 3), round(max(by_round), 3)],
+                    "cpu_of_medians": round(med(cpu[k]) / med(cpu[baseline]), 3)}
+        out["by_threads"][str(t)] = row
+    out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 # -- 2. photo to label -------------------------------------------------------------------------
@@ -514,6 +581,14 @@ def summarize_targets(res: dict) -> dict:
             if "4000x3000" in by_img:
                 out[f"12mp_speedup_vs_naive_t{t}"] = {"value": by_img["4000x3000"], "target": ">= 3",
                                                      "met": by_img["4000x3000"] >= 3}
+    if "models" in res:
+        default = res["models"].get("default")
+        for t, v in res["models"]["by_threads"].items():
+            r = v.get("ratio_to_baseline", {}).get(default)
+            if r:
+                out[f"default_int8_vs_mobilenetv2_int8_t{t}"] = {"value": r["wall_round_ratios_median"],
+                                                                 "target": "<= 1.5",
+                                                                 "met": r["wall_round_ratios_median"] <= 1.5}
     if "batch" in res:
         for t, v in res["batch"]["by_threads"].items():
             out[f"batch_classify_many_t{t}"] = {"value": v["classify_many_fraction_of_bound"], "target": ">= 0.8",
@@ -538,5 +613,5 @@ def summarize_targets(res: dict) -> dict:
     return out
 
 
-__all__ = ["suite_invoke", "suite_e2e", "suite_backends", "suite_batch", "suite_cold", "cold_start_commands",
-           "cold_start_ratio", "summarize_targets", "skinedge_bench_ratio"]
+__all__ = ["suite_invoke", "suite_models", "bundled_model_files", "suite_e2e", "suite_backends", "suite_batch",
+           "suite_cold", "cold_start_commands", "cold_start_ratio", "summarize_targets", "skinedge_bench_ratio"]
