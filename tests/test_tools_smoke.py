@@ -10,6 +10,7 @@ import csv
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -31,6 +32,8 @@ def test_every_stage_writes_checkpoint_history_and_logits(smoke):
     for stage in ("stage1", "stage2", "stage3"):
         d = smoke["run"] / stage
         assert (d / "model.weights.h5").stat().st_size > 100_000
+        with h5py.File(d / "model.weights.h5") as h5:  # the network's weights alone: no Adam moments
+            assert sorted(h5) == ["layers", "vars"]
         with open(d / "history.csv") as f:
             rows = list(csv.DictReader(f))
         assert len(rows) == 1

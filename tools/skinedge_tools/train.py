@@ -196,16 +196,29 @@ def _write_history(path: Path, history: dict[str, list[float]]) -> None:
             w.writerow([i + 1, *(f"{history[k][i]:.6f}" for k in keys)])
 
 
-def _features(model: keras.Model, x: np.ndarray, batch: int) -> np.ndarray:
-    """Pooled backbone features (frozen backbone) for the head-only stage."""
+def _predict_each(model: keras.Model, arrays: list[np.ndarray], batch: int) -> list[np.ndarray]:
+    """``model``'s outputs on each array, in one ``predict`` call: the arrays are batched one by one and the
+    batches chained, so every batch (the last, partial one of each array included) is the one a separate
+    call would run, and one traced function serves them all (each call traces the model again, twice:
+    full batches, then the partial one)."""
+    ds = None
+    for x in arrays:
+        one = _dataset(x, np.zeros(len(x)), batch, False, 0).map(lambda a, b: a)
+        ds = one if ds is None else ds.concatenate(one)
+    out = model.predict(ds, verbose=0)
+    return np.split(out, np.cumsum([len(x) for x in arrays])[:-1])
+
+
+def _features(model: keras.Model, arrays: list[np.ndarray], batch: int) -> list[np.ndarray]:
+    """Pooled backbone features (frozen backbone) for the head-only stage, for each array."""
     trunk = keras.Model(model.input, model.get_layer("pool").output)
-    return trunk.predict(_dataset(x, np.zeros(len(x)), batch, False, 0).map(lambda a, b: a), verbose=0)
+    return _predict_each(trunk, arrays, batch)
 
 
 def _train_head_on_features(model, cfg, stage, xs, ys_oh, xv, yv_oh) -> dict:
     """Stage 1 with a frozen backbone is exactly a head trained on fixed pooled features:
     compute them once instead of running the backbone 12 times (same math, ~8x less time)."""
-    ftr, fva = _features(model, xs, cfg.batch_size), _features(model, xv, cfg.batch_size)
+    ftr, fva = _features(model, [xs, xv], cfg.batch_size)
     dense = model.get_layer("logits")
     inp = keras.Input(ftr.shape[1:])
     head = keras.Model(inp, dense(keras.layers.Dropout(cfg.dropout)(inp)))
@@ -255,6 +268,9 @@ def run(
     ys, yv = _one_hot(strn.labels, k), _one_hot(sval.labels, k)
     with strategy.scope():
         model = _network(cfg, cfg.weights)
+        # The same layers, never compiled: it keeps one traced predict function for every stage (compile
+        # resets the model's own), and saves the weights alone (no optimizer state) with no second network.
+        infer = keras.Model(model.input, model.output, name=model.name)
     prev = None
     for stage in cfg.stages:
         sdir = out / stage.name
@@ -271,12 +287,9 @@ def run(
             history = _train_head_on_features(model, cfg, stage, xs, ys, xv, yv)
         else:
             history = _fit_stage(model, cfg, stage, strategy, xs, strn.labels, ys, xv, yv)
-        save_checkpoint(model, cfg, sdir / "model.weights.h5")
+        infer.save_weights(sdir / "model.weights.h5")
         _write_history(sdir / "history.csv", history)
-        for name, x in (("val", xv), ("test", xt)):
-            logits = model.predict(
-                _dataset(x, np.zeros(len(x)), cfg.batch_size, False, 0).map(lambda a, b: a), verbose=0
-            )
+        for name, logits in zip(("val", "test"), _predict_each(infer, [xv, xt], cfg.batch_size), strict=True):
             np.save(sdir / f"logits_{name}.npy", logits.astype(np.float32))
         (sdir / "stage.json").write_text(json.dumps({**asdict(stage), "seconds": round(time.time() - t0, 1)}, indent=2))
         log.info("== %s done in %.0fs", stage.name, time.time() - t0)
