@@ -12,6 +12,12 @@ BACKBONE_TITLES = {
 }
 
 
+def run_backbone(cfg_json: dict[str, Any]) -> str:
+    """The backbone a run's ``config.json`` (as a dict) records; runs recorded before the choice existed are
+    MobileNetV2 runs (as ``train.TrainConfig.from_json`` reads them)."""
+    return cfg_json.get("backbone", "mobilenetv2")
+
+
 def artifact_names(backbone: str) -> dict[str, str]:
     """The file names of a backbone's artifacts (the int8 ones are what ``skinedge.model_io.BUNDLED_MODELS``
     bundles): ``skinedge_<backbone>_int8.tflite``, ``..._float32.tflite`` and ``..._rebuild_report.json``,

@@ -274,11 +274,11 @@ def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare) -> N
     """Write docs/report.md and its figures from a run and its rebuild."""
     import json
 
-    from skinedge_tools.artifacts import artifact_names
+    from skinedge_tools.artifacts import artifact_names, run_backbone
     from skinedge_tools.report import build
 
     def backbone(run: str) -> str:
-        return json.loads((Path(run) / "config.json").read_text()).get("backbone", "mobilenetv2")
+        return run_backbone(json.loads((Path(run) / "config.json").read_text()))
 
     names = artifact_names(backbone(run_dir))
     latency = backbone_latency = None
@@ -286,34 +286,21 @@ def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare) -> N
         latency = _latency(Path(models_dir) / names["float32"], Path(models_dir) / names["int8"], latency_runs)
         if compare:
             int8 = {backbone(r): Path(models_dir) / artifact_names(backbone(r))["int8"] for r in (run_dir, *compare)}
-            backbone_latency = _int8_latency(int8, latency_runs)
+            backbone_latency = _invoke_p50(int8, latency_runs)
     out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency,
                 [Path(r) for r in compare], backbone_latency)
     click.echo(f"wrote {out}")
 
 
 def _latency(float_path: Path, int8_path: Path, runs: int) -> dict:
-    import numpy as np
-
-    from skinedge import Classifier
-    from skinedge.backend import usable_cpus
-    from skinedge.profiling import LatencyStats, cpu_description, interleaved
-
-    threads = usable_cpus()
-    with Classifier(float_path, num_threads=threads) as f32, Classifier(int8_path, num_threads=threads) as i8:
-        x = np.full((f32.spec.height, f32.spec.width, 3), 128, np.uint8)
-        samples = interleaved({"f": lambda: f32.invoke(x), "i": lambda: i8.invoke(x)}, runs, warmup=20)
-    return {
-        "threads": threads,
-        "runs": runs,
-        "cpu": cpu_description(),
-        "float32_p50_ms": LatencyStats.of(samples["f"]).p50,
-        "int8_p50_ms": LatencyStats.of(samples["i"]).p50,
-    }
+    """float32 and int8 invoke p50 of one run's two files (the report's float-vs-int8 row)."""
+    got = _invoke_p50({"float32": float_path, "int8": int8_path}, runs)
+    p50 = got.pop("p50_ms")
+    return {**got, "float32_p50_ms": p50["float32"], "int8_p50_ms": p50["int8"]}
 
 
-def _int8_latency(models: dict[str, Path], runs: int) -> dict:
-    """int8 invoke p50 of each model, interleaved call by call in one process (ratios between them are fair)."""
+def _invoke_p50(models: dict[str, Path], runs: int) -> dict:
+    """Invoke p50 of each model, interleaved call by call in one process (ratios between them are fair)."""
     import numpy as np
 
     from skinedge import Classifier

@@ -17,7 +17,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 from skinedge_tools import evaluate as ev  # noqa: E402
 from skinedge_tools import stats  # noqa: E402
-from skinedge_tools.artifacts import artifact_names  # noqa: E402
+from skinedge_tools.artifacts import artifact_names, run_backbone  # noqa: E402
 
 CURVES = (
     ("accuracy", "Accuracy"),
@@ -124,7 +124,7 @@ class _Inputs:
 def _load(run_dir: Path, models_dir: Path, fig_dir: Path) -> tuple[dict[str, Any], _Inputs]:
     cfg = json.loads((run_dir / "config.json").read_text())
     classes = list(cfg["classes"])
-    rb = json.loads((models_dir / artifact_names(cfg.get("backbone", "mobilenetv2"))["report"]).read_text())
+    rb = json.loads((models_dir / artifact_names(run_backbone(cfg))["report"]).read_text())
     test_files, y_test = _labels_of(run_dir, "test", classes)
     _, y_val = _labels_of(run_dir, "val", classes)
     stages = [s["name"] for s in cfg["stages"]]
@@ -386,7 +386,7 @@ def build(
         from skinedge_tools import report_backbones
 
         entries = [report_backbones.load(r, models_dir) for r in (run_dir, *map(Path, compare))]
-        backbones = report_backbones.section(entries, cfg.get("backbone", "mobilenetv2"), manifest, backbone_latency)
+        backbones = report_backbones.section(entries, run_backbone(cfg), manifest, backbone_latency)
     lines = [
         *_intro(d),
         *backbones,

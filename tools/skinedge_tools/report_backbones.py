@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from skinedge_tools import stats
-from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names
+from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names, run_backbone
 
 PAPER = "mobilenetv2"
 
@@ -51,7 +51,7 @@ class Backbone:
 
 def load(run_dir: Path, models_dir: Path) -> Backbone:
     cfg = json.loads((run_dir / "config.json").read_text())
-    name, classes = cfg.get("backbone", PAPER), list(cfg["classes"])
+    name, classes = run_backbone(cfg), list(cfg["classes"])
     stages = [s["name"] for s in cfg["stages"]]
 
     def labels(split: str) -> tuple[list[str], np.ndarray]:
