@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,31 @@ def test_config_round_trips_and_old_runs_read_as_unaugmented():
     cfg = TrainConfig(data_root="data", translate=0.05, contrast=0.3)
     assert TrainConfig.from_json(cfg.to_json()) == cfg
     old = json.loads(cfg.to_json())
-    del old["translate"], old["contrast"]  # a run recorded before these options existed
+    del old["translate"], old["contrast"], old["source_augment"]  # a run recorded before these options existed
+    for stage in old["stages"]:
+        del stage["average_weights"]
     back = TrainConfig.from_json(json.dumps(old))
-    assert back.translate == 0.0 and back.contrast == 0.0
+    assert back.translate == 0.0 and back.contrast == 0.0 and back.source_augment is False
+    assert not any(s.average_weights for s in back.stages)
+
+
+def test_a_refit_on_val_refuses_to_pick_checkpoints_on_what_it_trained_on():
+    with pytest.raises(ValueError, match="fixed epochs"):
+        TrainConfig(data_root="data", refit_on_val=True)  # the paper stages keep the best val epoch
+    cfg = TrainConfig(data_root="data")
+    for stage in cfg.stages:
+        stage.keep_best, stage.early_stop_patience = None, None
+    cfg.refit_on_val = True
+    assert TrainConfig.from_json(cfg.to_json()).refit_on_val
+
+
+def test_a_train_fraction_keeps_a_seeded_share_of_every_class():
+    from skinedge_tools.data import Split
+    from skinedge_tools.train import _fraction
+
+    labels = np.repeat(np.arange(3), [10, 4, 1])
+    split = Split(Path("root"), [f"p{i}" for i in range(len(labels))], labels)
+    half = _fraction(split, 0.5, 3, seed=0)
+    assert np.bincount(half.labels, minlength=3).tolist() == [5, 2, 1]  # rounded, never an empty class
+    assert set(half.paths) <= set(split.paths) and half.paths == sorted(half.paths, key=split.paths.index)
+    assert _fraction(split, 0.5, 3, seed=0).paths == half.paths and _fraction(split, 0.5, 3, seed=1).paths != half.paths

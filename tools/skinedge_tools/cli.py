@@ -63,6 +63,38 @@ def main(verbose: bool) -> None:
     "--translate", default=0.1, show_default=True, type=float, help="RandomTranslation fraction (0 disables)."
 )
 @click.option("--contrast", default=0.2, show_default=True, type=float, help="RandomContrast factor (0 disables).")
+@click.option(
+    "--source-augment/--no-source-augment",
+    default=False,
+    show_default=True,
+    help="Stages 2-3 also redraw photo-source cues: JPEG quality, thumbnail blur, frames, corner marks, colour.",
+)
+@click.option(
+    "--average-weights/--no-average-weights",
+    default=False,
+    show_default=True,
+    help="Stage 3 keeps the mean of its epochs' weights (SWA) when that scores better on validation.",
+)
+@click.option(
+    "--mixup",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Stages 2-3 blend photo pairs and labels with Beta(a, a) weights (0 disables; 0.2-0.4 is usual).",
+)
+@click.option(
+    "--refit-on-val/--no-refit-on-val",
+    default=False,
+    show_default=True,
+    help="Train on train + val with fixed epochs (--epochs; no checkpoint picking on val): a final refit.",
+)
+@click.option(
+    "--train-fraction",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    help="Train on this seeded, class-stratified share of the training photos (for learning curves).",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--limit-per-class", default=None, type=int, help="Use at most N images per class and split (smoke runs)."
@@ -93,6 +125,11 @@ def train(
     zoom,
     translate,
     contrast,
+    source_augment,
+    average_weights,
+    mixup,
+    refit_on_val,
+    train_fraction,
     seed,
     limit_per_class,
     only,
@@ -122,7 +159,14 @@ def train(
         zoom=zoom,
         translate=translate,
         contrast=contrast,
+        source_augment=source_augment,
+        train_fraction=train_fraction,
+        mixup=mixup,
     )
+    cfg.stages[-1].average_weights = average_weights
+    if refit_on_val:
+        for st in cfg.stages:
+            st.keep_best, st.early_stop_patience = None, None
     if classes:
         cfg.classes = tuple(c.strip() for c in classes.split(","))
     for attr, text, conv in (("epochs", epochs, int), ("lr", lrs, float)):
@@ -135,6 +179,9 @@ def train(
     if unfreeze_from:
         for st in cfg.stages[1:]:
             st.unfreeze_from = unfreeze_from
+    if refit_on_val:
+        cfg.refit_on_val = True
+        cfg.__post_init__()  # the fixed-epochs check
     strat = tf.distribute.MirroredStrategy() if strategy == "mirrored" else None
     run(cfg, out_dir, cache_dir, strategy=strat, only=only.split(",") if only else None)
     click.echo(f"trained: {out_dir}")

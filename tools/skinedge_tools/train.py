@@ -31,6 +31,7 @@ from skinedge_tools.model import (
     native_size,
     set_trainable_from,
 )
+from skinedge_tools.source_augment import source_augment
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class StageConfig:
     schedule: str = "constant"  # or "cosine" (decays to 0 over the stage)
     early_stop_patience: int | None = None  # on val loss, best weights restored
     keep_best: str | None = None  # restore the epoch with the best value of this val metric
+    average_weights: bool = False  # SWA: the mean of the epochs' weights, kept if it scores better on val
 
 
 def paper_stages(backbone: str = DEFAULT_BACKBONE) -> list[StageConfig]:
@@ -94,8 +96,12 @@ class TrainConfig:
     zoom: float = 0.2
     translate: float = 0.1  # fraction of height/width (0 disables)
     contrast: float = 0.2  # RandomContrast factor (0 disables)
+    source_augment: bool = False  # augmented stages also redraw source cues (source_augment.SourceAugment)
+    mixup: float = 0.0  # augmented stages blend photo pairs and their labels, Beta(a, a) weights (0 disables)
+    refit_on_val: bool = False  # train on train + val (a final refit: fixed epochs, val no longer held out)
     seed: int = 0
     limit_per_class: int | None = None  # small subsets for smoke runs
+    train_fraction: float = 1.0  # train on this share of each class's training photos (learning curves)
     source_commit: str | None = None  # git commit of the code that trained (filled in by run())
     stages: list[StageConfig] | None = None  # None: paper_stages(backbone)
 
@@ -105,6 +111,9 @@ class TrainConfig:
             self.size = size
         if self.stages is None:
             self.stages = paper_stages(self.backbone)
+        if self.refit_on_val and any(s.keep_best or s.early_stop_patience for s in self.stages):
+            # a checkpoint picked on photos it trained on would be picked on nothing
+            raise ValueError("a refit on train + val needs fixed epochs: no keep_best or early stopping")
 
     def spec(self) -> PreprocessSpec:
         return PreprocessSpec(height=self.size, width=self.size)
@@ -119,6 +128,10 @@ class TrainConfig:
         # runs recorded before these options existed had neither augmentation
         d.setdefault("translate", 0.0)
         d.setdefault("contrast", 0.0)
+        d.setdefault("source_augment", False)
+        d.setdefault("refit_on_val", False)
+        d.setdefault("train_fraction", 1.0)
+        d.setdefault("mixup", 0.0)
         d.setdefault("backbone", "mobilenetv2")  # runs recorded before the choice existed
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         return cls(**d)
@@ -163,19 +176,78 @@ class _KeepBest(keras.callbacks.Callback):
             log.info("restored epoch %d (%s=%.4f)", self.best_epoch + 1, self.monitor, self.best)
 
 
+class _AverageWeights(keras.callbacks.Callback):
+    """Stochastic weight averaging over a stage: the running mean of every epoch's weights (batch-norm
+    statistics included, which at a low, constant learning rate barely move). At the end the mean replaces
+    the weights the stage would keep only if its validation macro-F1 is higher; both scores are recorded."""
+
+    def __init__(self, val: tf.data.Dataset) -> None:
+        super().__init__()
+        self.val, self.mean, self.n, self.summary = val, None, 0, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        w = self.model.get_weights()
+        self.n += 1
+        if self.mean is None:
+            self.mean = [a.astype(np.float64) for a in w]
+        else:
+            for m, a in zip(self.mean, w, strict=True):
+                m += (a - m) / self.n
+
+    def _val_f1(self) -> float:
+        return float(self.model.evaluate(self.val, verbose=0, return_dict=True)["macro_f1"])
+
+    def on_train_end(self, logs=None):
+        if self.mean is None:
+            return
+        kept = self.model.get_weights()
+        f1_kept = self._val_f1()
+        self.model.set_weights([m.astype(a.dtype) for m, a in zip(self.mean, kept, strict=True)])
+        f1_mean = self._val_f1()
+        use_mean = f1_mean > f1_kept
+        if not use_mean:
+            self.model.set_weights(kept)
+        self.summary = {"swa_epochs": self.n, "swa_val_macro_f1": f1_mean, "kept_val_macro_f1": f1_kept,
+                        "swa_used": use_mean}
+        log.info("weight average of %d epochs: val macro-F1 %.4f vs %.4f kept -> %s",
+                 self.n, f1_mean, f1_kept, "average" if use_mean else "kept")
+
+
 def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
     return keras.utils.to_categorical(y, k).astype("float32")
 
 
-def _dataset(x, y, batch, shuffle, seed, aug=None) -> tf.data.Dataset:
+def _mixup(x, y, seed, alpha: float):
+    """Blend each photo with the batch's reversed order: ``lam * a + (1 - lam) * b`` for pixels and labels,
+    ``lam`` drawn from Beta(alpha, alpha) and folded to [0.5, 1] so each photo stays the larger part."""
+    s = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    n = tf.shape(x)[0]
+    g1 = tf.random.stateless_gamma([n], s[0], alpha)
+    g2 = tf.random.stateless_gamma([n], s[1], alpha)
+    lam = g1 / (g1 + g2)
+    lam = tf.maximum(lam, 1.0 - lam)
+    lx, ly = lam[:, None, None, None], lam[:, None]
+    return lx * x + (1.0 - lx) * x[::-1], ly * y + (1.0 - ly) * y[::-1]
+
+
+def _dataset(x, y, batch, shuffle, seed, aug=None, source_aug=False, mixup=0.0) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if source_aug:
+        # one stateless seed per photo and epoch: per-photo changes (JPEG re-encoding) cannot run on a batch
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda ab, s: (source_augment(ab[0], s), ab[1]), num_parallel_calls=tf.data.AUTOTUNE
+        )
     ds = ds.batch(batch)
     if aug is not None:
         ds = ds.map(lambda a, b: (aug(tf.cast(a, tf.float32), training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
+    if mixup:
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda ab, s: _mixup(ab[0], tf.cast(ab[1], tf.float32), s, mixup))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -265,6 +337,10 @@ def run(
         (out / f"{name}_files.txt").write_text("\n".join(kept.paths) + "\n")
     k = len(cfg.classes)
     (xs, strn), (xv, sval), (xt, _) = arrays["train"], arrays["val"], arrays["test"]
+    if cfg.refit_on_val:
+        xs = np.concatenate([xs, xv])
+        strn = data_mod.Split(strn.root, strn.paths + sval.paths, np.concatenate([strn.labels, sval.labels]))
+        (out / "train_files.txt").write_text("\n".join(strn.paths) + "\n")
     ys, yv = _one_hot(strn.labels, k), _one_hot(sval.labels, k)
     with strategy.scope():
         model = _network(cfg, cfg.weights)
@@ -284,14 +360,15 @@ def run(
         log.info("== %s: %s", stage.name, stage)
         if stage.unfreeze_from is None and not stage.augment:
             set_trainable_from(model, None)
-            history = _train_head_on_features(model, cfg, stage, xs, ys, xv, yv)
+            history, extra = _train_head_on_features(model, cfg, stage, xs, ys, xv, yv), {}
         else:
-            history = _fit_stage(model, cfg, stage, strategy, xs, strn.labels, ys, xv, yv)
+            history, extra = _fit_stage(model, cfg, stage, strategy, xs, strn.labels, ys, xv, yv)
         infer.save_weights(sdir / "model.weights.h5")
         _write_history(sdir / "history.csv", history)
         for name, logits in zip(("val", "test"), _predict_each(infer, [xv, xt], cfg.batch_size), strict=True):
             np.save(sdir / f"logits_{name}.npy", logits.astype(np.float32))
-        (sdir / "stage.json").write_text(json.dumps({**asdict(stage), "seconds": round(time.time() - t0, 1)}, indent=2))
+        record = {**asdict(stage), **extra, "seconds": round(time.time() - t0, 1)}
+        (sdir / "stage.json").write_text(json.dumps(record, indent=2))
         log.info("== %s done in %.0fs", stage.name, time.time() - t0)
         prev = sdir
     return out
@@ -321,16 +398,29 @@ def _fit_stage(model, cfg, stage, strategy, xs, ys_int, ys, xv, yv) -> dict:
         )
     if stage.keep_best:
         callbacks.append(_KeepBest(stage.keep_best))
+    val = _dataset(xv, yv, cfg.batch_size, False, 0)
+    if stage.average_weights:
+        callbacks.append(_AverageWeights(val))  # after EarlyStopping: it compares against the restored epoch
     cw = data_mod.class_weights(ys_int, ys.shape[1]) if stage.class_weights else None
     hist = model.fit(
-        _dataset(xs, ys, cfg.batch_size, True, cfg.seed, aug),
-        validation_data=_dataset(xv, yv, cfg.batch_size, False, 0),
+        _dataset(
+            xs,
+            ys,
+            cfg.batch_size,
+            True,
+            cfg.seed,
+            aug,
+            source_aug=cfg.source_augment and stage.augment,
+            mixup=cfg.mixup if stage.augment else 0.0,
+        ),
+        validation_data=val,
         epochs=stage.epochs,
         class_weight=cw,
         callbacks=callbacks,
         verbose=2,
     )
-    return hist.history
+    extra = {k: v for cb in callbacks if isinstance(cb, _AverageWeights) for k, v in cb.summary.items()}
+    return hist.history, extra
 
 
 def _git_commit(repo: Path) -> str | None:
@@ -348,7 +438,20 @@ def discover_splits(cfg: TrainConfig) -> dict[str, data_mod.Split]:
     splits = data_mod.discover(cfg.data_root, cfg.classes, seed=cfg.seed)
     if cfg.limit_per_class:
         splits = {k: _limit(v, cfg.limit_per_class, len(cfg.classes)) for k, v in splits.items()}
+    if cfg.train_fraction < 1.0:
+        splits["train"] = _fraction(splits["train"], cfg.train_fraction, len(cfg.classes), cfg.seed)
     return splits
+
+
+def _fraction(split: data_mod.Split, share: float, k: int, seed: int) -> data_mod.Split:
+    """A seeded, class-stratified share of ``split`` (at least one photo per class)."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(k):
+        idx = np.flatnonzero(split.labels == c)
+        keep.append(rng.permutation(idx)[: max(1, round(share * len(idx)))])
+    keep = np.sort(np.concatenate(keep))
+    return data_mod.Split(split.root, [split.paths[i] for i in keep], split.labels[keep])
 
 
 def _limit(split: data_mod.Split, n: int, k: int) -> data_mod.Split:
