@@ -66,3 +66,15 @@ def test_a_train_fraction_keeps_a_seeded_share_of_every_class():
     assert np.bincount(half.labels, minlength=3).tolist() == [5, 2, 1]  # rounded, never an empty class
     assert set(half.paths) <= set(split.paths) and half.paths == sorted(half.paths, key=split.paths.index)
     assert _fraction(split, 0.5, 3, seed=0).paths == half.paths and _fraction(split, 0.5, 3, seed=1).paths != half.paths
+
+
+def test_teacher_probabilities_are_matched_to_photos_by_path(tmp_path):
+    from skinedge_tools.train import _teacher_probs
+
+    probs = np.asarray([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]], np.float32)
+    np.savez(tmp_path / "t.npz", paths=np.asarray(["a.jpg", "b.jpg", "c.jpg"]), probs=probs)
+    np.testing.assert_array_equal(_teacher_probs(str(tmp_path / "t.npz"), ["c.jpg", "a.jpg"], 2), probs[[2, 0]])
+    with pytest.raises(ValueError, match="1 training photos missing"):
+        _teacher_probs(str(tmp_path / "t.npz"), ["a.jpg", "z.jpg"], 2)
+    with pytest.raises(ValueError, match="2 classes for 3"):
+        _teacher_probs(str(tmp_path / "t.npz"), ["a.jpg"], 3)

@@ -83,6 +83,19 @@ def main(verbose: bool) -> None:
     help="Stages 2-3 blend photo pairs and labels with Beta(a, a) weights (0 disables; 0.2-0.4 is usual).",
 )
 @click.option(
+    "--teacher",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Distillation: an .npz of a teacher's probabilities on the training photos (paths, probs).",
+)
+@click.option(
+    "--distill",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Weight of the teacher's probabilities in the training targets (the rest: the labels).",
+)
+@click.option(
     "--refit-on-val/--no-refit-on-val",
     default=False,
     show_default=True,
@@ -128,6 +141,8 @@ def train(
     source_augment,
     average_weights,
     mixup,
+    teacher,
+    distill,
     refit_on_val,
     train_fraction,
     seed,
@@ -162,6 +177,8 @@ def train(
         source_augment=source_augment,
         train_fraction=train_fraction,
         mixup=mixup,
+        teacher=teacher,
+        distill=distill,
     )
     cfg.stages[-1].average_weights = average_weights
     if refit_on_val:
@@ -317,7 +334,9 @@ def evaluate(model, data_root, split, as_json) -> None:
 )
 @click.option("--compare", "compare", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Another bundled model's run (its rebuild in --models too), for the Backbones section; repeatable.")
-def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare) -> None:
+@click.option("--trials", "trials_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="A folder of training-trial records (run folders without checkpoints) for a trials section.")
+def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare, trials_dir) -> None:
     """Write docs/report.md and its figures from a run and its rebuild."""
     import json
 
@@ -335,7 +354,7 @@ def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare) -> N
             int8 = {backbone(r): Path(models_dir) / artifact_names(backbone(r))["int8"] for r in (run_dir, *compare)}
             backbone_latency = _invoke_p50(int8, latency_runs)
     out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency,
-                [Path(r) for r in compare], backbone_latency)
+                [Path(r) for r in compare], backbone_latency, Path(trials_dir) if trials_dir else None)
     click.echo(f"wrote {out}")
 
 

@@ -371,11 +371,13 @@ def build(
     latency: dict[str, Any] | None = None,
     compare: list[Path] = (),
     backbone_latency: dict[str, Any] | None = None,
+    trials: Path | None = None,
 ) -> Path:
     """Write ``docs_dir/report.md`` and ``docs_dir/figures/*.png``; return the report path.
 
     ``compare``: other bundled models' runs (their rebuilds in ``models_dir`` too), shown beside this one in a
-    "Backbones" section (``report_backbones``), with ``backbone_latency`` (int8 invoke p50 per backbone)."""
+    "Backbones" section (``report_backbones``), with ``backbone_latency`` (int8 invoke p50 per backbone).
+    ``trials``: a folder of training-trial records, scored beside this run in a "Training trials" section."""
     run_dir, models_dir, docs_dir = Path(run_dir), Path(models_dir), Path(docs_dir)
     fig_dir = docs_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -387,9 +389,15 @@ def build(
 
         entries = [report_backbones.load(r, models_dir) for r in (run_dir, *map(Path, compare))]
         backbones = report_backbones.section(entries, run_backbone(cfg), manifest, backbone_latency)
+    trial_lines = []
+    if trials is not None:
+        from skinedge_tools import report_trials
+
+        trial_lines = report_trials.section(run_dir, Path(trials), manifest)
     lines = [
         *_intro(d),
         *backbones,
+        *trial_lines,
         *_stages_table(d),
         *_curves(d),
         *_stage_tests(d),

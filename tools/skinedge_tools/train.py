@@ -98,6 +98,8 @@ class TrainConfig:
     contrast: float = 0.2  # RandomContrast factor (0 disables)
     source_augment: bool = False  # augmented stages also redraw source cues (source_augment.SourceAugment)
     mixup: float = 0.0  # augmented stages blend photo pairs and their labels, Beta(a, a) weights (0 disables)
+    teacher: str | None = None  # .npz of a teacher's training-photo probabilities (paths, probs): distillation
+    distill: float = 0.0  # targets = distill * teacher probs + (1 - distill) * labels
     refit_on_val: bool = False  # train on train + val (a final refit: fixed epochs, val no longer held out)
     seed: int = 0
     limit_per_class: int | None = None  # small subsets for smoke runs
@@ -132,6 +134,8 @@ class TrainConfig:
         d.setdefault("refit_on_val", False)
         d.setdefault("train_fraction", 1.0)
         d.setdefault("mixup", 0.0)
+        d.setdefault("teacher", None)
+        d.setdefault("distill", 0.0)
         d.setdefault("backbone", "mobilenetv2")  # runs recorded before the choice existed
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         return cls(**d)
@@ -211,6 +215,17 @@ class _AverageWeights(keras.callbacks.Callback):
                         "swa_used": use_mean}
         log.info("weight average of %d epochs: val macro-F1 %.4f vs %.4f kept -> %s",
                  self.n, f1_mean, f1_kept, "average" if use_mean else "kept")
+
+
+def _teacher_probs(path: str, paths: list[str], k: int) -> np.ndarray:
+    """A teacher's probabilities for these training photos, matched by path (every photo must have one)."""
+    with np.load(path, allow_pickle=False) as z:
+        row = {p: i for i, p in enumerate(z["paths"])}
+        probs = z["probs"].astype(np.float32)
+    missing = [p for p in paths if p not in row]
+    if missing or probs.shape[1] != k:
+        raise ValueError(f"teacher {path}: {len(missing)} training photos missing, {probs.shape[1]} classes for {k}")
+    return probs[[row[p] for p in paths]]
 
 
 def _one_hot(y: np.ndarray, k: int) -> np.ndarray:
@@ -342,6 +357,8 @@ def run(
         strn = data_mod.Split(strn.root, strn.paths + sval.paths, np.concatenate([strn.labels, sval.labels]))
         (out / "train_files.txt").write_text("\n".join(strn.paths) + "\n")
     ys, yv = _one_hot(strn.labels, k), _one_hot(sval.labels, k)
+    if cfg.teacher and cfg.distill:
+        ys = cfg.distill * _teacher_probs(cfg.teacher, strn.paths, k) + (1.0 - cfg.distill) * ys
     with strategy.scope():
         model = _network(cfg, cfg.weights)
         # The same layers, never compiled: it keeps one traced predict function for every stage (compile
