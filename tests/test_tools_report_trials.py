@@ -50,15 +50,16 @@ def _cells(line: str) -> list[str]:
 def test_rows_score_known_answers_and_name_what_changed(tmp_path, skin6_dir):
     perfect = {s: np.eye(6)[_labels(s)] * 5 for s in ("val", "test")}
     copy = {s: np.load(SHIPPED / "stage3" / f"logits_{s}.npy") for s in ("val", "test")}
-    _record(tmp_path, "a_perfect", perfect, seed=3, source_augment=True, mixup=0.2,
-            stages=[{}, {}, {"average_weights": True}])
+    _record(tmp_path, "a_perfect", perfect, seed=3, source_augment=True, mixup=0.2, teacher="runs/t.npz",
+            distill=0.7, stages=[{}, {}, {"average_weights": True}])
     fixed = [{"keep_best": None, "early_stop_patience": None, "epochs": e} for e in (12, 10, 3)]
     _record(tmp_path, "b_copy", copy, refit_on_val=True, train_fraction=0.5, stages=fixed)
     lines = report_trials.section(SHIPPED, tmp_path, skin6_dir / "manifest.csv")
     rows = {_cells(line)[0]: _cells(line) for line in lines if line.startswith("| ") and "---" not in line}
     assert list(rows) == ["trial", "shipped", "a_perfect", "b_copy"]
     a, b, shipped = rows["a_perfect"], rows["b_copy"], rows["shipped"]
-    assert a[1] == "EfficientNet-Lite0, seed 3, source-cue augmentation, SWA over stage 3, mixup 0.2"
+    assert a[1] == ("EfficientNet-Lite0, seed 3, source-cue augmentation, SWA over stage 3, mixup 0.2, "
+                    "distilled (0.7) from t.npz")
     assert a[2].startswith("1.000 [1.000, 1.000]") and a[3].startswith("1.000") and a[4] == "0.000"
     assert a[5] == "0.500 vs 0.600 kept (not used)"
     assert b[1] == "EfficientNet-Lite0, seed 0, 50% of the training photos, refit on train + val, epochs 12,10,3"

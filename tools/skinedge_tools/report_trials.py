@@ -74,6 +74,8 @@ def changes(cfg: dict) -> str:
         parts.append("SWA over stage 3")
     if cfg.get("mixup"):
         parts.append(f"mixup {cfg['mixup']:g}")
+    if cfg.get("teacher") and cfg.get("distill"):
+        parts.append(f"distilled ({cfg['distill']:g}) from {Path(cfg['teacher']).name}")
     if cfg.get("train_fraction", 1.0) < 1.0:
         parts.append(f"{cfg['train_fraction']:.0%} of the training photos")
     if cfg.get("refit_on_val"):
