@@ -16,6 +16,8 @@ import numpy as np
 from skinedge_tools import data as data_mod
 from skinedge_tools.train import discover_splits, load_trained
 
+from skinedge.classifier import softmax
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,9 +33,8 @@ def main() -> None:
         if paths is not None and list(split.paths) != paths:
             raise SystemExit(f"{run}: other training photos than the first member")
         paths = list(split.paths)
-        z = model.predict(x.astype(np.float32), batch_size=32, verbose=0) / args.temperature
-        e = np.exp(z - z.max(1, keepdims=True))
-        members.append(e / e.sum(1, keepdims=True))
+        z = model.predict(x.astype(np.float32), batch_size=32, verbose=0)
+        members.append(np.stack([softmax(row, args.temperature) for row in z]))  # the runtime's softmax
         print(f"{run}: train accuracy {(members[-1].argmax(1) == split.labels).mean():.3f}")
     probs = np.mean(members, 0)
     np.savez(args.out, paths=np.asarray(paths), probs=probs.astype(np.float32))

@@ -154,7 +154,7 @@ def train(
     """Run the three training stages."""
     import tensorflow as tf
 
-    from skinedge_tools.train import TrainConfig, run
+    from skinedge_tools.train import TrainConfig, paper_stages, run
 
     if backbone != "mobilenetv2" and weights == "imagenet":
         raise click.BadParameter(
@@ -162,9 +162,16 @@ def train(
             f"e.g. ../shared/weights/{backbone}_imagenet_torch_state_dict.npz",
             param_hint="--weights",
         )
+    stages = paper_stages(backbone)
+    stages[-1].average_weights = average_weights
+    if refit_on_val:  # fixed epochs: nothing may be picked on validation photos the refit trains on
+        for st in stages:
+            st.keep_best, st.early_stop_patience = None, None
     cfg = TrainConfig(
         data_root=data_root,
         backbone=backbone,
+        stages=stages,
+        refit_on_val=refit_on_val,
         weights=weights,
         alpha=alpha,
         size=size,
@@ -180,10 +187,6 @@ def train(
         teacher=teacher,
         distill=distill,
     )
-    cfg.stages[-1].average_weights = average_weights
-    if refit_on_val:
-        for st in cfg.stages:
-            st.keep_best, st.early_stop_patience = None, None
     if classes:
         cfg.classes = tuple(c.strip() for c in classes.split(","))
     for attr, text, conv in (("epochs", epochs, int), ("lr", lrs, float)):
@@ -196,9 +199,6 @@ def train(
     if unfreeze_from:
         for st in cfg.stages[1:]:
             st.unfreeze_from = unfreeze_from
-    if refit_on_val:
-        cfg.refit_on_val = True
-        cfg.__post_init__()  # the fixed-epochs check
     strat = tf.distribute.MirroredStrategy() if strategy == "mirrored" else None
     run(cfg, out_dir, cache_dir, strategy=strat, only=only.split(",") if only else None)
     click.echo(f"trained: {out_dir}")

@@ -104,6 +104,16 @@ def _per_source(
     return rows
 
 
+#: Sources with fewer test photos are left out of the per-source gap (too few photos for an accuracy).
+MIN_SOURCE_PHOTOS = 10
+
+
+def _source_gap(rows: list[tuple[str, int, float, float]]) -> float | None:
+    """Best minus worst per-source accuracy of ``_per_source`` rows, over sources with enough photos."""
+    acc = [a for _, n, a, _ in rows if n >= MIN_SOURCE_PHOTOS]
+    return max(acc) - min(acc) if acc else None
+
+
 @dataclass
 class _Inputs:
     """What every section of the report reads: the run, its rebuild report, labels and per-stage predictions."""

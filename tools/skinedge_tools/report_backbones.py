@@ -132,7 +132,7 @@ def _per_class_rows(backbones: list[Backbone], classes: list[str]) -> list[str]:
 def _per_source_rows(backbones: list[Backbone], manifest: Path | None) -> list[str]:
     if manifest is None or not manifest.exists():
         return []
-    from skinedge_tools.report import _per_source  # one implementation of the per-source split
+    from skinedge_tools.report import MIN_SOURCE_PHOTOS, _per_source, _source_gap  # one per-source split and gap
 
     per = {b.name: _per_source(manifest, b.test_files, b.y_test, b.pred("int8")) for b in backbones}
     sources = [row[0] for row in per[backbones[0].name]]
@@ -140,18 +140,15 @@ def _per_source_rows(backbones: list[Backbone], manifest: Path | None) -> list[s
     lines = [
         "### Per data source accuracy (int8, test)\n",
         "The gap (best minus worst source) is the issue's measure of how much a model leans on where a photo came "
-        "from; sources with fewer than 10 test photos are left out of the gap.\n",
+        f"from; sources with fewer than {MIN_SOURCE_PHOTOS} test photos are left out of the gap.\n",
         f"| source | photos | {head} |",
         "|---|---|" + "---|" * len(backbones),
     ]
     for i, s in enumerate(sources):
         lines.append(f"| {s} | {per[backbones[0].name][i][1]} | "
                      + " | ".join(f"{per[b.name][i][2]:.3f}" for b in backbones) + " |")
-    gaps = []
-    for b in backbones:
-        acc = [a for _, n, a, _ in per[b.name] if n >= 10]
-        gaps.append(f"{max(acc) - min(acc):.3f}")
-    lines += [f"| **gap** (sources with >= 10 photos) | | {' | '.join(gaps)} |", ""]
+    gaps = [f"{_source_gap(per[b.name]):.3f}" for b in backbones]
+    lines += [f"| **gap** (sources with >= {MIN_SOURCE_PHOTOS} photos) | | {' | '.join(gaps)} |", ""]
     return lines
 
 

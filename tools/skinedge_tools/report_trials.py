@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from skinedge.classifier import softmax
 from skinedge_tools import stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, run_backbone
-
-MIN_SOURCE_PHOTOS = 10  # sources with fewer test photos are left out of the gap (as report_backbones)
+from skinedge_tools.report import _fmt_ci, _labels_of, _per_source, _source_gap
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,14 @@ class Trial:
     stage3: dict
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+def _softmax_rows(z: np.ndarray) -> np.ndarray:
+    return np.stack([softmax(row) for row in z])  # the runtime's softmax, row by row
 
 
 def load(run_dir: Path, name: str | None = None) -> Trial:
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
-    classes = cfg["classes"]
-
-    def files(split: str) -> tuple[list[str], np.ndarray]:
-        f = (run_dir / f"{split}_files.txt").read_text().split()
-        return f, np.asarray([classes.index(Path(p).parts[1]) for p in f])
-
-    (fv, yv), (ft, yt) = files("val"), files("test")
+    (fv, yv), (ft, yt) = (_labels_of(run_dir, split, cfg["classes"]) for split in ("val", "test"))
     s3 = run_dir / cfg["stages"][-1]["name"]
     return Trial(
         name or run_dir.name,
@@ -59,8 +52,8 @@ def load(run_dir: Path, name: str | None = None) -> Trial:
         ft,
         yv,
         yt,
-        _softmax(np.load(s3 / "logits_val.npy")),
-        _softmax(np.load(s3 / "logits_test.npy")),
+        _softmax_rows(np.load(s3 / "logits_val.npy")),
+        _softmax_rows(np.load(s3 / "logits_test.npy")),
         json.loads((s3 / "stage.json").read_text()),
     )
 
@@ -84,17 +77,13 @@ def changes(cfg: dict) -> str:
 
 
 def ci(y: np.ndarray, pred: np.ndarray) -> str:
-    c = stats.bootstrap_ci(y, pred, "macro_f1")
-    return f"{c['value']:.3f} [{c['low']:.3f}, {c['high']:.3f}]"
+    return _fmt_ci(stats.bootstrap_ci(y, pred, "macro_f1"))
 
 
 def source_gap(manifest: Path | None, files: list[str], y: np.ndarray, pred: np.ndarray) -> str:
-    from skinedge_tools.report import _per_source  # one implementation of the per-source split
-
-    if manifest is None or not manifest.exists():
-        return "-"
-    acc = [a for _, n, a, _ in _per_source(manifest, files, y, pred) if n >= MIN_SOURCE_PHOTOS]
-    return f"{max(acc) - min(acc):.3f}" if acc else "-"
+    """The report's per-source gap (``report._source_gap``) as a cell; ``-`` without a manifest."""
+    gap = _source_gap(_per_source(manifest, files, y, pred)) if manifest is not None else None
+    return "-" if gap is None else f"{gap:.3f}"
 
 
 def swa(stage3: dict) -> str:

@@ -245,14 +245,18 @@ def _mixup(x, y, seed, alpha: float):
     return lx * x + (1.0 - lx) * x[::-1], ly * y + (1.0 - ly) * y[::-1]
 
 
+def _with_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """``ds``'s elements paired with a stateless seed ``[2]`` each, drawn anew every epoch."""
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)))
+
+
 def _dataset(x, y, batch, shuffle, seed, aug=None, source_aug=False, mixup=0.0) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     if source_aug:
         # one stateless seed per photo and epoch: per-photo changes (JPEG re-encoding) cannot run on a batch
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
+        ds = _with_seeds(ds, seed).map(
             lambda ab, s: (source_augment(ab[0], s), ab[1]), num_parallel_calls=tf.data.AUTOTUNE
         )
     ds = ds.batch(batch)
@@ -261,8 +265,7 @@ def _dataset(x, y, batch, shuffle, seed, aug=None, source_aug=False, mixup=0.0) 
     else:
         ds = ds.map(lambda a, b: (tf.cast(a, tf.float32), b))
     if mixup:
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda ab, s: _mixup(ab[0], tf.cast(ab[1], tf.float32), s, mixup))
+        ds = _with_seeds(ds, seed + 1).map(lambda ab, s: _mixup(ab[0], tf.cast(ab[1], tf.float32), s, mixup))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
