@@ -297,8 +297,8 @@ class Classifier:
                 f"input tensor is {shape[1]}x{shape[2]}",
             )
         n_out = int(np.prod(self._output["shape"]))
-        if len(self.labels) != n_out:
-            raise MetadataError(name, f"{len(self.labels)} labels for {n_out} model outputs")
+        if len(self.output_labels) != n_out:
+            raise MetadataError(name, f"{len(self.output_labels)} labels for {n_out} model outputs")
         md = self.metadata
         if md is not None:
             if md.input_shape is not None and tuple(md.input_shape) != shape:
@@ -307,6 +307,11 @@ class Classifier:
                 raise MetadataError(
                     name, f"metadata expects {md.input_dtype} input, model has {np.dtype(self._input['dtype']).name}"
                 )
+
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """What each value of the score output is: the class labels, then the model's abstention gates."""
+        return self.labels + (self.metadata.gate_labels if self.metadata is not None else ())
 
     # -- inference ------------------------------------------------------------------------------
 
@@ -366,8 +371,9 @@ class Classifier:
             except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
                 detail = " ".join(str(exc).split())[:300]
                 raise ModelError(str(self.model_path), f"the interpreter failed to run the model: {detail}") from None
-        if raw.size != len(self.labels):  # the run resized the output its declared shape promised
-            raise ModelError(str(self.model_path), f"the model gave {raw.size} values for {len(self.labels)} labels")
+        if raw.size != len(self.output_labels):  # the run resized the output its declared shape promised
+            raise ModelError(str(self.model_path),
+                             f"the model gave {raw.size} values for {len(self.output_labels)} labels")
         maps = {name: m[0] for name, m in zip(self._map_outputs, map_values)}
         return dequantize(raw, self._output).reshape(-1), maps
 

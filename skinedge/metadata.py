@@ -32,7 +32,7 @@ from skinedge.preprocess import PreprocessSpec
 METADATA_NAME = "skinedge.json"
 LABELS_NAME = "labels.txt"
 FORMAT = "skinedge-metadata"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # v2: abstention gates (``gates``); files without gates are still written as v1
 OUTPUT_KINDS = ("logits", "probabilities")
 #: Archive entries larger than this are refused (a self-test PNG is ~100 kB).
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -54,6 +54,12 @@ class ModelMetadata:
         name, description, provenance, metrics: free-form documentation of the model.
         explain: the model's class-activation map outputs, for ``Classifier.explain``:
             ``{"maps": [{"output": name, "grid": [h, w]}, ...], "fusion": ...}``; empty when it has none.
+        gate_labels: abstention classes after the class scores in the same output (outlier exposure, e.g.
+            ``not_skin``, ``other_condition``): the output holds ``len(labels) + len(gate_labels)`` values,
+            one softmax over all of them. Empty for a plain classifier.
+        gate_thresholds: a gate's score at or above its threshold means "do not answer" (set on validation).
+        quality: photo-quality thresholds set for this model (:class:`skinedge.quality.QualityThresholds`
+            fields); empty: the runtime's defaults.
     """
 
     labels: tuple[str, ...]
@@ -70,6 +76,14 @@ class ModelMetadata:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     explain: dict[str, Any] = field(default_factory=dict)
+    gate_labels: tuple[str, ...] = ()
+    gate_thresholds: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_labels(self) -> tuple[str, ...]:
+        """What each value of the score output is: the class labels, then the gates (``labels.txt``)."""
+        return self.labels + self.gate_labels
 
     @property
     def map_outputs(self) -> tuple[str, ...]:
@@ -78,9 +92,13 @@ class ModelMetadata:
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"explain": self.explain} if self.explain else {}  # older files keep their exact JSON
+        if self.gate_labels:
+            extra["gates"] = {"labels": list(self.gate_labels), "thresholds": dict(self.gate_thresholds)}
+        if self.quality:
+            extra["quality"] = dict(self.quality)
         return {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.gate_labels else 1,
             "name": self.name,
             "description": self.description,
             "labels": list(self.labels),
@@ -127,6 +145,9 @@ class ModelMetadata:
                 provenance=dict(d.get("provenance") or {}),
                 metrics=dict(d.get("metrics") or {}),
                 explain=dict(d.get("explain") or {}),
+                gate_labels=tuple(str(x) for x in (d.get("gates") or {}).get("labels", ())),
+                gate_thresholds={str(k): float(v) for k, v in (d.get("gates") or {}).get("thresholds", {}).items()},
+                quality=dict(d.get("quality") or {}),
             )
         except MetadataError:
             raise
@@ -155,8 +176,16 @@ class ModelMetadata:
             for m in maps
         ):
             raise MetadataError(source, "explain.maps must list {output: name, grid: [h, w]} entries")
-        if self.num_outputs is not None and self.num_outputs != len(self.labels):
-            raise MetadataError(source, f"metadata lists {len(self.labels)} labels for {self.num_outputs} outputs")
+        if len(set(self.output_labels)) != len(self.output_labels):
+            raise MetadataError(source, "gate labels must differ from each other and from the class labels")
+        if set(self.gate_thresholds) - set(self.gate_labels):
+            unknown = sorted(set(self.gate_thresholds) - set(self.gate_labels))
+            raise MetadataError(source, f"thresholds for unknown gates: {unknown}")
+        if not all(0.0 <= v <= 1.0 for v in self.gate_thresholds.values()):
+            raise MetadataError(source, f"gate thresholds must be in [0, 1], got {self.gate_thresholds}")
+        if self.num_outputs is not None and self.num_outputs != len(self.output_labels):
+            n = len(self.output_labels)
+            raise MetadataError(source, f"metadata lists {n} labels (gates included) for {self.num_outputs} outputs")
 
 
 @dataclass(frozen=True)
@@ -282,7 +311,7 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True, sha256: st
     labels = None
     if LABELS_NAME in files:
         labels = parse_labels(files[LABELS_NAME].decode("utf-8", errors="replace"))
-    if metadata is not None and labels is not None and tuple(labels) != metadata.labels:
+    if metadata is not None and labels is not None and tuple(labels) != metadata.output_labels:
         raise MetadataError(source, f"{LABELS_NAME} and {METADATA_NAME} disagree on the labels")
     return ModelFile(flatbuffer=flatbuffer, metadata=metadata, labels=labels, files=files, sha256=digest)
 
@@ -305,7 +334,7 @@ def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, byte
     metadata.validate()
     entries = {
         METADATA_NAME: json.dumps(metadata.to_dict(), indent=2, sort_keys=True).encode(),
-        LABELS_NAME: ("\n".join(metadata.labels) + "\n").encode(),
+        LABELS_NAME: ("\n".join(metadata.output_labels) + "\n").encode(),
         **(extra_files or {}),
     }
     buf = io.BytesIO()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -108,6 +109,14 @@ def main(verbose: bool) -> None:
     type=click.FloatRange(0.0, 1.0, min_open=True),
     help="Train on this seeded, class-stratified share of the training photos (for learning curves).",
 )
+@click.option(
+    "--outliers",
+    "outliers",
+    multiple=True,
+    metavar="NAME=DIR",
+    help="An abstention class trained on photos the model must not answer (outlier exposure), e.g. "
+    "not_skin=../shared/data/not-skin other_condition=../shared/data/skin-other; DIR holds train/ val/ test/.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--limit-per-class", default=None, type=int, help="Use at most N images per class and split (smoke runs)."
@@ -145,6 +154,7 @@ def train(
     distill,
     refit_on_val,
     train_fraction,
+    outliers,
     seed,
     limit_per_class,
     only,
@@ -186,6 +196,7 @@ def train(
         mixup=mixup,
         teacher=teacher,
         distill=distill,
+        outliers=_outliers(outliers),
     )
     if classes:
         cfg.classes = tuple(c.strip() for c in classes.split(","))
@@ -202,6 +213,16 @@ def train(
     strat = tf.distribute.MirroredStrategy() if strategy == "mirrored" else None
     run(cfg, out_dir, cache_dir, strategy=strat, only=only.split(",") if only else None)
     click.echo(f"trained: {out_dir}")
+
+
+def _outliers(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not Path(folder).is_dir():
+            raise click.BadParameter(f"{item!r}: expected NAME=DIR with an existing DIR", param_hint="--outliers")
+        out[name] = folder
+    return out
 
 
 @main.command()
@@ -242,10 +263,18 @@ def train(
     type=int,
     help="Seed that draws the calibration images (default: the run's training seed).",
 )
+@click.option(
+    "--quality",
+    "quality_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON of photo-quality thresholds for the metadata (skinedge.quality.QualityThresholds fields), as "
+    "tools/experiments/quality_thresholds.py chooses them.",
+)
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
 def rebuild(
     run_dir, stage, out_dir, data_root, representative, bias_correction, activation_ranges, weight_rounding,
-    calibration_seed, cache_dir,
+    calibration_seed, quality_file, cache_dir,
 ) -> None:
     """Checkpoint -> int8 and float32 .tflite with metadata, calibrated and checked in the runtime."""
     from skinedge_tools.quantize import rebuild as do_rebuild
@@ -261,6 +290,7 @@ def rebuild(
         activation_ranges,
         weight_rounding,
         calibration_seed,
+        json.loads(Path(quality_file).read_text()) if quality_file else None,
     )
     i8, f32 = report.int8, report.float32
     click.echo(
@@ -275,6 +305,13 @@ def rebuild(
         f"agreement int8/float32 on test: {report.agreement_int8_float32_test:.4f}; "
         f"size ratio {report.size_ratio_int8_float32:.3f}"
     )
+    if i8.gates:
+        g = i8.gates["chosen_on_val"]
+        click.echo(f"gates (chosen on val): {g['gate_thresholds']}, abstain<{g['abstain_threshold']:.2f}")
+        for split in ("val", "test"):
+            m = i8.gates[split]
+            answered = ", ".join(f"{n} {v:.1%}" for n, v in m["answered"].items())
+            click.echo(f"  {split}: coverage {m['coverage']:.1%}; outliers answered: {answered}")
 
 
 @main.command("add-maps")

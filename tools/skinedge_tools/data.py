@@ -75,6 +75,20 @@ def discover(
     raise FileNotFoundError(f"{root}: expected train/ val/ test/ (skin6) or Train/ Test/ (Kaggle layout)")
 
 
+def discover_outliers(root: str | os.PathLike, label: int) -> dict[str, Split]:
+    """An outlier set's splits (``train/``, ``val/``, ``test/``, each a flat folder of photos, e.g.
+    ``../shared/data/not-skin``), every photo labelled ``label`` (an abstention class after the known ones)."""
+    root = Path(root)
+    out = {}
+    for s in ("train", "val", "test"):
+        folder = root / s
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: outlier split folder missing")
+        paths = [str(p.relative_to(root)) for p in image_files(folder)]
+        out[s] = Split(root=root, paths=paths, labels=np.full(len(paths), label, dtype=np.int64))
+    return out
+
+
 def _cache_key(split: Split, spec: PreprocessSpec) -> str:
     h = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode())
     for rel in split.paths:

@@ -30,6 +30,7 @@ from skinedge.selftest import encode_vectors
 from skinedge_tools import class_maps
 from skinedge_tools import data as data_mod
 from skinedge_tools import evaluate as ev
+from skinedge_tools import gates as gates_mod
 from skinedge_tools.activation_ranges import quantize_with_mse_ranges
 from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names, backbone_title
 from skinedge_tools.bias_correction import LayerCorrection, correct_int8_bias
@@ -122,9 +123,12 @@ class ArtifactReport:
     test_ece_uncalibrated: float
     val_ece_uncalibrated: float
     val_ece_calibrated: float
+    # gated models (outlier exposure): thresholds chosen on val, and what they do on val and test
+    gates: dict[str, Any] | None = None
+    test_answered: list[bool] | None = None  # every gate and the abstain threshold passed
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if v is not None or k not in ("gates", "test_answered")}
 
 
 @dataclass(frozen=True)
@@ -194,10 +198,17 @@ class RebuildData:
     test: Split
     representative: np.ndarray
     keras_test_logits: np.ndarray  # the Keras network's own, for the float32 file's agreement with it
+    # gated runs: each outlier set's val and test photos, by gate name (its abstention class)
+    x_val_out: dict[str, np.ndarray] | None = None
+    x_test_out: dict[str, np.ndarray] | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
         return tuple(self.cfg.classes)
+
+    @property
+    def gate_labels(self) -> tuple[str, ...]:
+        return tuple(self.cfg.outliers)
 
 
 @dataclass
@@ -217,6 +228,9 @@ class Measured:
     test_logits: np.ndarray
     temperature: float
     abstain_threshold: float
+    val_out_logits: dict[str, np.ndarray] | None = None
+    test_out_logits: dict[str, np.ndarray] | None = None
+    gate_choice: gates_mod.GateChoice | None = None
 
 
 def load_data(
@@ -234,9 +248,19 @@ def load_data(
     arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in discover_splits(cfg).items()}
     (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
     seed = cfg.seed if calibration_seed is None else calibration_seed
-    rep = representative_sample(xtr, strn.labels, n_representative, seed)
+    # Gated runs calibrate on outlier photos too: their activations must fit the int8 ranges as well.
+    rep_x, rep_y, x_val_out, x_test_out = [xtr], [strn.labels], {}, {}
+    for j, (name, root) in enumerate(cfg.outliers.items()):
+        parts = data_mod.discover_outliers(root, len(cfg.classes) + j)
+        x_out, s_out = data_mod.load_arrays(parts["train"], spec, cache_dir)
+        rep_x.append(x_out)
+        rep_y.append(s_out.labels)
+        x_val_out[name] = data_mod.load_arrays(parts["val"], spec, cache_dir)[0]
+        x_test_out[name] = data_mod.load_arrays(parts["test"], spec, cache_dir)[0]
+    rep = representative_sample(np.concatenate(rep_x), np.concatenate(rep_y), n_representative, seed)
     keras_test = model.predict(xt.astype(np.float32), batch_size=32, verbose=0)
-    return RebuildData(model, cfg, xtr, strn, xv, sval, xt, stst, rep, keras_test)
+    return RebuildData(model, cfg, xtr, strn, xv, sval, xt, stst, rep, keras_test,
+                       x_val_out or None, x_test_out or None)
 
 
 def calibrate(
@@ -270,7 +294,8 @@ def _logits_metadata(cfg, interp) -> ModelMetadata:
         temperature=1.0,
         input_shape=tuple(int(v) for v in inp["shape"]),
         input_dtype=np.dtype(inp["dtype"]).name,
-        num_outputs=len(cfg.classes),
+        num_outputs=cfg.num_outputs,
+        gate_labels=tuple(cfg.outliers),
     )
 
 
@@ -282,27 +307,65 @@ def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str)
         probe_path = Path(tmp) / name
         probe_path.write_bytes(pack(logits_flat, md))
         val_logits, test_logits = _runtime_outputs(probe_path, data.x_val), _runtime_outputs(probe_path, data.x_test)
-    temperature = ev.fit_temperature(val_logits, data.val.labels)
-    abstain = ev.pick_abstain_threshold(_softmax_rows(val_logits, temperature), data.val.labels)
-    return Measured(val_logits, test_logits, temperature, abstain)
+        if data.x_val_out is None:
+            temperature = ev.fit_temperature(val_logits, data.val.labels)
+            abstain = ev.pick_abstain_threshold(_softmax_rows(val_logits, temperature), data.val.labels)
+            return Measured(val_logits, test_logits, temperature, abstain)
+        val_out = {n: _runtime_outputs(probe_path, x) for n, x in data.x_val_out.items()}
+        test_out = {n: _runtime_outputs(probe_path, x) for n, x in data.x_test_out.items()}
+    # One temperature for the whole softmax (classes and gates), fitted on every validation photo.
+    k = len(data.classes)
+    y_out = [np.full(len(v), k + data.gate_labels.index(n)) for n, v in val_out.items()]
+    temperature = ev.fit_temperature(np.concatenate([val_logits, *val_out.values()]),
+                                     np.concatenate([data.val.labels, *y_out]))
+    choice = gates_mod.choose_thresholds(
+        _softmax_rows(val_logits, temperature), {n: _softmax_rows(v, temperature) for n, v in val_out.items()},
+        k, data.gate_labels,
+    )
+    log.info("gates chosen on val: %s", choice)
+    return Measured(val_logits, test_logits, temperature, choice.abstain_threshold, val_out, test_out, choice)
 
 
-def _summary(data: RebuildData, m: Measured, m_test: dict, m_val: dict) -> dict[str, Any]:
+def _summary(data: RebuildData, m: Measured, m_test: dict, m_val: dict, gates: dict | None) -> dict[str, Any]:
     """The metrics the file's metadata carries."""
+    k = len(data.classes)
+    extra = {}
+    if gates:
+        for split in ("val", "test"):
+            extra[f"{split}_coverage"] = round(gates[split]["coverage"], 4)
+            for n, v in gates[split]["answered"].items():
+                extra[f"{split}_answered_{n}"] = round(v, 4)
     return {
         "test_accuracy": round(m_test["accuracy"], 4),
         "test_macro_f1": round(m_test["macro_f1"], 4),
         "val_accuracy": round(m_val["accuracy"], 4),
         "val_macro_f1": round(m_val["macro_f1"], 4),
-        "test_ece_uncalibrated": round(ev.ece(_softmax_rows(m.test_logits), data.test.labels), 4),
+        **extra,
+        "test_ece_uncalibrated": round(ev.ece(_softmax_rows(m.test_logits[:, :k]), data.test.labels), 4),
         "test_ece_calibrated": round(m_test["ece"], 4),
         "test_n": int(len(data.test.labels)),
         "calibration_temperature": round(m.temperature, 6),
     }
 
 
+def _gates_measured(data: RebuildData, m: Measured) -> dict[str, Any] | None:
+    """The chosen thresholds and what they do on val and test (None for a model without gates)."""
+    if m.gate_choice is None:
+        return None
+    k, c = len(data.classes), m.gate_choice
+    out: dict[str, Any] = {"chosen_on_val": c.to_json()}
+    for split, logits, labels, outs in (("val", m.val_logits, data.val.labels, m.val_out_logits),
+                                        ("test", m.test_logits, data.test.labels, m.test_out_logits)):
+        out[split] = gates_mod.measure(
+            _softmax_rows(logits, m.temperature), labels, {n: _softmax_rows(v, m.temperature) for n, v in outs.items()},
+            k, data.gate_labels, c.abstain_threshold, c.gate_thresholds,
+        )
+    return out
+
+
 def package(
-    data: RebuildData, kind: str, name: str, logits_flat: bytes, provenance: dict[str, Any], out_dir: Path
+    data: RebuildData, kind: str, name: str, logits_flat: bytes, provenance: dict[str, Any], out_dir: Path,
+    quality: dict[str, Any] | None = None,
 ) -> ArtifactReport:
     """Measure, calibrate and write one artifact: softmax tail, class-activation maps, standard and skinedge
     metadata (with self-test vectors for int8); then check the written file scores what was measured."""
@@ -312,8 +375,10 @@ def package(
         raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
     md = _logits_metadata(data.cfg, interp)
     m = measure(data, logits_flat, md, name)
-    m_test = ev.metrics(data.test.labels, m.test_logits, data.classes, m.temperature)
-    m_val = ev.metrics(data.val.labels, m.val_logits, data.classes, m.temperature)
+    k = len(data.classes)  # the class scores are the known classes' (gates renormalised away)
+    m_test = ev.metrics(data.test.labels, m.test_logits[:, :k], data.classes, m.temperature)
+    m_val = ev.metrics(data.val.labels, m.val_logits[:, :k], data.classes, m.temperature)
+    gates = _gates_measured(data, m)
     spec = data.cfg.spec()
     title = f"skinedge {backbone_title(data.cfg)} {spec.height}px {kind}"
     flat = append_calibrated_softmax(logits_flat, m.temperature)
@@ -329,8 +394,10 @@ def package(
             "name": title,
             "description": DESCRIPTION,
             "provenance": provenance,
-            "metrics": _summary(data, m, m_test, m_val),
+            "metrics": _summary(data, m, m_test, m_val, gates),
             "explain": explain_info,
+            "gate_thresholds": m.gate_choice.gate_thresholds if m.gate_choice else {},
+            "quality": dict(quality or {}),
         },
     )
     blob = pack(flat, final, files)
@@ -339,6 +406,9 @@ def package(
     (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
     test_probs = _softmax_rows(m.test_logits, m.temperature)
     tail_error = _check_shipped(path, data.x_test, test_probs, m.test_logits)
+    class_probs, gate_probs = gates_mod.split_scores(test_probs, k)
+    gate_t = np.array([final.gate_thresholds[g] for g in final.gate_labels])
+    test_answered = gates_mod.answered(class_probs, gate_probs, m.abstain_threshold, gate_t)
     return ArtifactReport(
         file=name,
         bytes=len(blob),
@@ -348,13 +418,15 @@ def package(
         softmax_tail_max_abs_error=tail_error,
         test=m_test,
         val=m_val,
-        coverage_test=ev.coverage_curve(test_probs, data.test.labels),
-        test_pred=m.test_logits.argmax(1).tolist(),
-        test_top_score=[round(float(v), 6) for v in test_probs.max(1)],
-        val_pred=m.val_logits.argmax(1).tolist(),
-        test_ece_uncalibrated=round(ev.ece(_softmax_rows(m.test_logits), data.test.labels), 4),
-        val_ece_uncalibrated=ev.ece(_softmax_rows(m.val_logits), data.val.labels),
-        val_ece_calibrated=ev.ece(_softmax_rows(m.val_logits, m.temperature), data.val.labels),
+        coverage_test=ev.coverage_curve(class_probs, data.test.labels),
+        test_pred=m.test_logits[:, :k].argmax(1).tolist(),
+        test_top_score=[round(float(v), 6) for v in class_probs.max(1)],
+        val_pred=m.val_logits[:, :k].argmax(1).tolist(),
+        test_ece_uncalibrated=round(ev.ece(_softmax_rows(m.test_logits[:, :k]), data.test.labels), 4),
+        val_ece_uncalibrated=ev.ece(_softmax_rows(m.val_logits[:, :k]), data.val.labels),
+        val_ece_calibrated=ev.ece(_softmax_rows(m.val_logits[:, :k], m.temperature), data.val.labels),
+        gates=gates,
+        test_answered=test_answered.tolist() if gates else None,
     )
 
 
@@ -391,7 +463,8 @@ def compare(
     against the Keras network."""
     i8, f32 = np.asarray(artifacts["int8"].test_pred), np.asarray(artifacts["float32"].test_pred)
     # What users act on: the images the int8 model answers (top score at or above its abstain threshold).
-    answered = np.asarray(artifacts["int8"].test_top_score) >= artifacts["int8"].abstain_threshold
+    answered = (np.asarray(artifacts["int8"].test_answered) if artifacts["int8"].test_answered is not None
+                else np.asarray(artifacts["int8"].test_top_score) >= artifacts["int8"].abstain_threshold)
     # NaN when no test image is answered (tiny smoke runs), without numpy's empty-mean warning.
     same = i8[answered] == f32[answered]
     return RebuildReport(
@@ -422,6 +495,7 @@ def rebuild(
     activation_ranges: str = "mse",
     weight_rounding: str = "gptq",
     calibration_seed: int | None = None,
+    quality: dict[str, Any] | None = None,
 ) -> RebuildReport:
     """Build both artifacts from ``run_dir/<stage>``, calibrate, evaluate, and write them (and
     its report, :func:`artifact_names`) to ``out_dir``.
@@ -433,6 +507,7 @@ def rebuild(
     images (``skinedge_tools.gptq``), ``nearest`` leaves the converter's round-to-nearest.
     ``calibration_seed`` draws the representative images (None: the run's training seed); two seeds
     giving the same answers is the check that int8 does not hang on the calibration sample.
+    ``quality``: photo-quality thresholds for the metadata (:class:`skinedge.quality.QualityThresholds` fields).
     """
     if weight_rounding not in ("gptq", "nearest"):
         raise ValueError(f"weight_rounding must be 'gptq' or 'nearest', got {weight_rounding!r}")
@@ -453,7 +528,7 @@ def rebuild(
     artifacts = {}
     for kind, flat in flats.items():
         with _step(f"package and evaluate {kind}"):
-            artifacts[kind] = package(data, kind, names[kind], flat, provenance, out_dir)
+            artifacts[kind] = package(data, kind, names[kind], flat, provenance, out_dir, quality)
     report = compare(data, provenance, calibration, artifacts, activation_ranges, weight_rounding)
     (out_dir / names["report"]).write_text(json.dumps(report.to_json(), indent=1))
     return report

@@ -13,7 +13,7 @@ import csv
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -106,6 +106,14 @@ class TrainConfig:
     train_fraction: float = 1.0  # train on this share of each class's training photos (learning curves)
     source_commit: str | None = None  # git commit of the code that trained (filled in by run())
     stages: list[StageConfig] | None = None  # None: paper_stages(backbone)
+    # Outlier exposure (issue 21, HOD-style): abstention classes after the known ones, each trained on a folder of
+    # photos it must not answer (name -> root with train/ val/ test/), e.g. not_skin, other_condition.
+    outliers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits of the network: the known classes, then one per abstention class."""
+        return len(self.classes) + len(self.outliers)
 
     def __post_init__(self) -> None:
         size = native_size(self.backbone)  # also refuses an unknown backbone
@@ -137,6 +145,7 @@ class TrainConfig:
         d.setdefault("teacher", None)
         d.setdefault("distill", 0.0)
         d.setdefault("backbone", "mobilenetv2")  # runs recorded before the choice existed
+        d.setdefault("outliers", {})
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         return cls(**d)
 
@@ -353,8 +362,13 @@ def run(
         arrays[name] = (x, kept)
         log.info("%s: %d images (%.1fs)", name, len(x), time.time() - t)
         (out / f"{name}_files.txt").write_text("\n".join(kept.paths) + "\n")
-    k = len(cfg.classes)
+    k = cfg.num_outputs
     (xs, strn), (xv, sval), (xt, _) = arrays["train"], arrays["val"], arrays["test"]
+    ood = _load_outliers(cfg, spec, cache_dir, out)
+    n_val_known = len(xv)
+    if ood:  # training and validation (checkpoint choice, early stopping) see the abstention classes too
+        xs, strn = _concat(xs, strn, *ood["train"])
+        xv, sval = _concat(xv, sval, *ood["val"])
     if cfg.refit_on_val:
         xs = np.concatenate([xs, xv])
         strn = data_mod.Split(strn.root, strn.paths + sval.paths, np.concatenate([strn.labels, sval.labels]))
@@ -385,13 +399,52 @@ def run(
             history, extra = _fit_stage(model, cfg, stage, strategy, xs, strn.labels, ys, xv, yv)
         infer.save_weights(sdir / "model.weights.h5")
         _write_history(sdir / "history.csv", history)
-        for name, logits in zip(("val", "test"), _predict_each(infer, [xv, xt], cfg.batch_size), strict=True):
-            np.save(sdir / f"logits_{name}.npy", logits.astype(np.float32))
+        _save_logits(infer, cfg, sdir, xv[:n_val_known], xt, ood)
         record = {**asdict(stage), **extra, "seconds": round(time.time() - t0, 1)}
         (sdir / "stage.json").write_text(json.dumps(record, indent=2))
         log.info("== %s done in %.0fs", stage.name, time.time() - t0)
         prev = sdir
     return out
+
+
+def _load_outliers(cfg: TrainConfig, spec, cache_dir, out: Path) -> dict[str, tuple[np.ndarray, data_mod.Split]]:
+    """Each split's outlier photos of every abstention class, concatenated (labels after the known classes);
+    ``<split>_outlier_files.txt`` lists them as ``path<TAB>class``."""
+    if not cfg.outliers:
+        return {}
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
+    for j, (name, root) in enumerate(cfg.outliers.items()):
+        for split_name, split in data_mod.discover_outliers(root, len(cfg.classes) + j).items():
+            if cfg.limit_per_class:
+                n = cfg.limit_per_class
+                split = data_mod.Split(split.root, split.paths[:n], split.labels[:n])
+            x, kept = data_mod.load_arrays(split, spec, cache_dir)
+            parts[split_name].append((x, kept, name))
+            log.info("outliers %s/%s: %d images", name, split_name, len(x))
+    result = {}
+    for split_name, items in parts.items():
+        x = np.concatenate([i[0] for i in items])
+        paths = [str(Path(i[1].root, p)) for i in items for p in i[1].paths]
+        labels = np.concatenate([i[1].labels for i in items])
+        names = [i[2] for i in items for _ in i[1].paths]
+        (out / f"{split_name}_outlier_files.txt").write_text("".join(f"{p}\t{n}\n" for p, n in zip(paths, names)))
+        result[split_name] = (x, data_mod.Split(Path("/"), paths, labels))
+    return result
+
+
+def _concat(x: np.ndarray, split: data_mod.Split, x2: np.ndarray, split2: data_mod.Split):
+    # the outliers' paths are absolute (another root): only their labels and order matter to training
+    return np.concatenate([x, x2]), data_mod.Split(
+        split.root, split.paths + split2.paths, np.concatenate([split.labels, split2.labels])
+    )
+
+
+def _save_logits(infer: keras.Model, cfg: TrainConfig, sdir: Path, xv, xt, ood) -> None:
+    """Per-image logits of the known classes' val/test photos, and of the outlier photos when trained with them."""
+    arrays = [xv, xt] + ([ood["val"][0], ood["test"][0]] if ood else [])
+    names = ["val", "test"] + (["val_outliers", "test_outliers"] if ood else [])
+    for name, logits in zip(names, _predict_each(infer, arrays, cfg.batch_size), strict=True):
+        np.save(sdir / f"logits_{name}.npy", logits.astype(np.float32))
 
 
 def _fit_stage(model, cfg, stage, strategy, xs, ys_int, ys, xv, yv) -> dict:
@@ -483,7 +536,7 @@ def _limit(split: data_mod.Split, n: int, k: int) -> data_mod.Split:
 def _network(cfg: TrainConfig, weights: str | None) -> keras.Model:
     """The run's network, with the pretrained ``weights`` (None: randomly initialised, to load a checkpoint)."""
     return build_model(
-        len(cfg.classes), backbone=cfg.backbone, alpha=cfg.alpha, size=cfg.size, weights=weights, dropout=cfg.dropout
+        cfg.num_outputs, backbone=cfg.backbone, alpha=cfg.alpha, size=cfg.size, weights=weights, dropout=cfg.dropout
     )
 
 
