@@ -248,8 +248,10 @@ def explain_command(photo, output, label, alpha, model, threads, backend, as_jso
         if label is not None and label not in clf.labels:
             raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
         try:
-            result = clf.explain(photo, label=label)
-            picture = decode(photo, limits=clf.limits)
+            prepared = clf.prepare(photo)
+            result = clf.explain(prepared, label=label)
+            # The overlay is drawn at the photo's size: the decoded picture itself unless a JPEG draft shrank it.
+            picture = decode(photo, limits=clf.limits) if prepared.drafted else prepared.image
         except SkinedgeError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinedge.classifier import softmax
+from skinedge.postprocess import softmax
 from skinedge_tools import stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, run_backbone
 from skinedge_tools.report import _fmt_ci, _labels_of, _per_source, _source_gap
@@ -36,10 +36,6 @@ class Trial:
     stage3: dict
 
 
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    return np.stack([softmax(row) for row in z])  # the runtime's softmax, row by row
-
-
 def load(run_dir: Path, name: str | None = None) -> Trial:
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -52,8 +48,8 @@ def load(run_dir: Path, name: str | None = None) -> Trial:
         ft,
         yv,
         yt,
-        _softmax_rows(np.load(s3 / "logits_val.npy")),
-        _softmax_rows(np.load(s3 / "logits_test.npy")),
+        softmax(np.load(s3 / "logits_val.npy")),
+        softmax(np.load(s3 / "logits_test.npy")),
         json.loads((s3 / "stage.json").read_text()),
     )
 
