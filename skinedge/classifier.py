@@ -506,9 +506,10 @@ class Classifier:
         """The one finishing step: invoke once -> outputs -> postprocess -> result (+ the heatmap when asked)."""
         expected = (1, self.spec.height, self.spec.width, 3)
         tensor = prepared.tensor
-        if tensor.shape != expected or tensor.dtype != self._input["dtype"]:
-            raise ValueError(f"this Prepared was made for another model: its tensor is {tensor.shape} "
-                             f"{tensor.dtype}, this model takes {expected} {np.dtype(self._input['dtype']).name}")
+        if prepared.spec != self.spec or tensor.shape != expected or tensor.dtype != self._input["dtype"]:
+            raise ValueError(f"this Prepared was made for another model: {tensor.shape} {tensor.dtype} by "
+                             f"{prepared.spec}; this model takes {expected} {np.dtype(self._input['dtype']).name} "
+                             f"by {self.spec}")
         t = time.perf_counter()
         values, maps = self._run(tensor, with_maps=heatmap)
         scores = calibrate(values, self.output_kind, self.temperature)

@@ -402,8 +402,7 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
     matrix, and coverage and accuracy at the abstain threshold. Exit status: 0 if every photo was
     classified, 1 if any could not be (or none was found), 2 for an unusable model or bad options.
     """
-    from skinedge.evaluation import class_folders
-    from skinedge.evaluation import evaluate as figures_of
+    from skinedge.evaluation import NothingToEvaluateError, class_folders, evaluate_folder
 
     mapping = {}
     for entry in folder_map:
@@ -421,7 +420,7 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
             except OSError as exc:
                 click.echo(f"error: {csv_path}: cannot write ({exc.strerror or exc})", err=True)
                 raise SystemExit(EXIT_UNUSABLE_MODEL) from None
-        try:
+        try:  # the folders first, so that their warnings come before the photos are classified
             found = class_folders(folder, clf.labels, mapping)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--map") from None
@@ -430,73 +429,50 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
                        f"skipped (use --map {path.name}=LABEL)", err=True)
         for name in found.unused_map:
             click.echo(f"warning: --map {name}={mapping[name]}: {folder} has no folder {name!r}", err=True)
-        sources, truth = [], []
-        for path, index in found.matched:
-            for item in expand_inputs((str(path),)):
-                if isinstance(item, SkinedgeError):  # a class folder without photos
-                    click.echo(f"warning: {item}", err=True)
-                else:
-                    sources.append(item)
-                    truth.append(index)
-        if not sources:
-            click.echo(f"error: {folder}: no photos to evaluate (it needs sub-folders named after the model's "
-                       f"labels: {', '.join(clf.labels)}; or --map FOLDER=LABEL)", err=True)
-            raise SystemExit(EXIT_FAILED_INPUTS)
-        rows, progress = [], _Progress(len(sources))
+        progress = _Progress(0)
+
+        def on_row(row: Any, total: int) -> None:
+            nonlocal progress
+            if progress.total != total:
+                progress = _Progress(total)
+            progress.clear()
+            if isinstance(row.outcome, SkinedgeError):
+                click.echo(f"error: {row.outcome}", err=True)
+            progress.advance()
+
         try:
-            for source, y, outcome in zip(sources, truth, clf.iter_classify(sources)):
-                progress.clear()
-                if isinstance(outcome, SkinedgeError):
-                    click.echo(f"error: {outcome}", err=True)
-                rows.append((source, y, outcome))
-                progress.advance()
+            report = evaluate_folder(clf, folder, folder_map=mapping, n_resamples=resamples, seed=seed, on_row=on_row)
+        except NothingToEvaluateError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_FAILED_INPUTS) from None
         except KeyboardInterrupt:
             progress.clear()
-            click.echo(f"interrupted after {len(rows)} of {len(sources)} photos", err=True)
+            click.echo(f"interrupted after {progress.done} photos", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None
         finally:
             progress.clear()
+        for name in report.empty_folders:
+            click.echo(f"warning: {Path(folder) / name}: folder contains no images", err=True)
         if csv_file is not None:
-            _write_evaluation_csv(csv_file, rows, clf.labels)
+            report.write_csv(csv_file)
     finally:
         clf.close()
         if csv_file is not None:
             csv_file.close()
-    done = [(y, r) for _, y, r in rows if not isinstance(r, SkinedgeError)]
-    failed = len(rows) - len(done)
-    if not done:
-        click.echo(f"error: {folder}: none of its {len(rows)} photos could be classified", err=True)
-        raise SystemExit(EXIT_FAILED_INPUTS)
-    report = figures_of([y for y, _ in done], [r.index for _, r in done], [not r.uncertain for _, r in done],
-                        clf.labels, n_resamples=resamples, seed=seed)
-    report.update({
-        "folder": str(folder), "model": str(clf.model_path), "abstain_threshold": clf.abstain_threshold,
-        "photos": len(rows), "failed": failed,
-        "class_folders": {path.name: clf.labels[i] for path, i in found.matched},
-        "unknown_folders": [p.name for p in found.unknown],
-    })
     if as_json:
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json.dumps(report.to_dict(), indent=1))
     else:
         click.echo(_format_evaluation(report))
         _echo_disclaimer()
-    raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
+    raise SystemExit(EXIT_FAILED_INPUTS if report.failed else 0)
 
 
-def _write_evaluation_csv(fp: Any, rows: list, labels: tuple[str, ...]) -> None:
-    import csv
-
-    writer = csv.writer(fp)
-    writer.writerow(["file", "folder_class", "predicted", "score", "uncertain", "correct", "error"])
-    for source, y, r in rows:
-        if isinstance(r, SkinedgeError):
-            writer.writerow([source, labels[y], "", "", "", "", r.reason])
-        else:
-            writer.writerow([source, labels[y], r.label, f"{r.score:.6f}", int(r.uncertain), int(r.index == y), ""])
-
-
-def _format_evaluation(rep: dict[str, Any]) -> str:
+def _format_evaluation(report: Any) -> str:
+    rep = report.to_dict()
     acc, f1, ab = rep["accuracy_ci95"], rep["macro_f1_ci95"], rep["abstain"]
+    averaged = rep["macro_f1_classes"]
+    over = (f"; over the {len(averaged)} class{'es' * (len(averaged) != 1)} with photos"
+            if len(averaged) < len(report.labels) else "")
     n_unknown = len(rep["unknown_folders"])
     skipped = f", {n_unknown} folder{'s' * (n_unknown != 1)} skipped" if n_unknown else ""
     answered = f"accuracy of those {ab['accuracy']:.3f}" if ab["accuracy"] is not None else "none answered"
@@ -505,7 +481,7 @@ def _format_evaluation(rep: dict[str, Any]) -> str:
         f"({rep['failed']} failed{skipped})",
         f"accuracy   {rep['accuracy']:.3f}  [95% CI {acc[0]:.3f}, {acc[1]:.3f}]",
         f"macro-F1   {rep['macro_f1']:.3f}  [95% CI {f1[0]:.3f}, {f1[1]:.3f}]  (percentile bootstrap, "
-        f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']})",
+        f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']}{over})",
         f"abstain    at {rep['abstain_threshold']:.3g}: {ab['answered']}/{rep['n']} answered "
         f"(coverage {ab['coverage']:.3f}), {answered}",
         "",

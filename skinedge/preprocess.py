@@ -447,6 +447,7 @@ class Prepared:
         tensor: the input tensor fed to the interpreter, a batch of one (:func:`to_input_tensor`).
         decode_ms: time spent decoding; resize_ms: resizing and making the tensor.
         full_size: the picture's size (width, height) before any draft scaling, upright.
+        spec: the preprocessing it was made with (a classifier refuses a ``Prepared`` made for another).
     """
 
     source: str
@@ -456,6 +457,7 @@ class Prepared:
     decode_ms: float
     resize_ms: float
     full_size: tuple[int, int]
+    spec: PreprocessSpec = field(repr=False)
 
     @property
     def drafted(self) -> bool:
@@ -478,7 +480,7 @@ def prepare_photo(
     tensor = to_input_tensor(pixels, spec, input_dtype)
     t2 = time.perf_counter()
     full = image.info.get(_FULL_SIZE_KEY, image.size)
-    return Prepared(describe_source(source), image, pixels, tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full)
+    return Prepared(describe_source(source), image, pixels, tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full, spec)
 
 
 def to_input_tensor(pixels: np.ndarray, spec: PreprocessSpec, dtype: Any) -> np.ndarray:
