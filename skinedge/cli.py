@@ -108,6 +108,16 @@ _backend_option = click.option(
 )
 
 
+def _display_path(path: str) -> str:
+    """A bundled model by its package-relative name (skinedge/bundled/...), not this machine's install path."""
+    from skinedge.model_io import BUNDLED_MODELS, bundled_model_path
+
+    for name in BUNDLED_MODELS:
+        if Path(path) == bundled_model_path(name):
+            return f"{name} (bundled: {Path(path).name})"
+    return path
+
+
 def _format_result(result: Any) -> str:
     flag = "  [uncertain: below the model's abstain threshold]" if result.uncertain else ""
     top = ", ".join(f"{c.label} {c.score:.3f}" for c in result.top_k)
@@ -291,22 +301,22 @@ def bench(model, threads, backend, runs, warmup, image, as_json) -> None:
     except SkinedgeError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    inv, bare, e2e = report["invoke_ms"], report["bare_interpreter_invoke_ms"], report["end_to_end_ms"]
+    r = report
+    inv, bare, e2e = r.invoke_ms, r.bare_interpreter_invoke_ms, r.end_to_end_ms
     lines = [
-        f"model        {report['model']} ({report['model_bytes'] / 1e6:.2f} MB, input {report['input']})",
-        f"backend      {report['backend']} {report['backend_version']}, {report['threads']} threads, "
-        f"delegate: {report['delegate']}",
-        f"cpu          {report['cpu']}",
-        f"load         {report['load_ms']:.1f} ms; first invoke {report['first_invoke_ms']:.2f} ms",
-        f"invoke       min {inv['min']:.2f}  p50 {inv['p50']:.2f}  p90 {inv['p90']:.2f}  p99 {inv['p99']:.2f}  "
-        f"mean {inv['mean']:.2f} ms  (n={inv['n']})",
-        f"bare invoke  p50 {bare['p50']:.2f} ms; SDK/bare = {report['sdk_overhead_ratio']:.3f}",
-        f"throughput   {report['throughput_per_s']:.1f} images/s (invoke only)",
-        f"photo->label {e2e['total']:.2f} ms = decode {e2e['decode']:.2f} + preprocess {e2e['preprocess']:.2f} "
-        f"+ invoke {e2e['invoke']:.2f}  ({e2e['image']})",
-        f"memory       peak RSS {report['peak_rss_mb']:.1f} MB; model added {report['rss_added_by_model_mb']:.1f} MB",
+        f"model        {_display_path(r.model)} ({r.model_bytes / 1e6:.2f} MB, input {r.input})",
+        f"backend      {r.backend} {r.backend_version}, {r.threads} threads, delegate: {r.delegate}",
+        f"cpu          {r.cpu}",
+        f"load         {r.load_ms:.1f} ms; first invoke {r.first_invoke_ms:.2f} ms",
+        f"invoke       min {inv.min:.2f}  p50 {inv.p50:.2f}  p90 {inv.p90:.2f}  p99 {inv.p99:.2f}  "
+        f"mean {inv.mean:.2f} ms  (n={inv.n})",
+        f"bare invoke  p50 {bare.p50:.2f} ms; SDK/bare = {r.sdk_overhead_ratio:.3f}",
+        f"throughput   {r.throughput_per_s:.1f} images/s (invoke only)",
+        f"photo->label {e2e.total:.2f} ms = decode {e2e.decode:.2f} + preprocess {e2e.preprocess:.2f} "
+        f"+ invoke {e2e.invoke:.2f}  ({e2e.image})",
+        f"memory       peak RSS {r.peak_rss_mb:.1f} MB; model added {r.rss_added_by_model_mb:.1f} MB",
     ]
     click.echo("\n".join(lines))
 
@@ -318,50 +328,37 @@ def bench(model, threads, backend, runs, warmup, image, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(model, labels, backend, as_json) -> None:
     """Show the model's metadata, labels, tensors, quantization and delegate status."""
-    import numpy as np
+    from skinedge.model_info import ModelInfo
 
     clf = _make_classifier(model=model, labels=labels, backend=backend, num_threads=1)
-    md = clf.metadata
-    tensors = {}
-    for key, d in (("input", clf.input_details), ("output", clf.output_details)):
-        scale, zero = d["quantization"]
-        tensors[key] = {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                        "scale": float(scale), "zero_point": int(zero)}
-    data = {
-        "model": str(clf.model_path),
-        "bytes": clf.model_path.stat().st_size,
-        "backend": f"{clf.backend.name} {clf.backend.version}",
-        "delegate": clf.delegate.describe(),
-        "labels": list(clf.labels),
-        "preprocess": clf.spec.to_dict(),
-        "output_kind": clf.output_kind,
-        "temperature": clf.temperature,
-        "abstain_threshold": clf.abstain_threshold,
-        "tensors": tensors,
-        "metadata": md.to_dict() if md else None,
-    }
-    clf.close()
+    try:
+        about = ModelInfo.of(clf)
+    finally:
+        clf.close()
+    data = about.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"model       {data['model']} ({data['bytes']} bytes)")
+    md = about.metadata
+    click.echo(f"model       {about.model} ({about.bytes} bytes)")
     if md:
         click.echo(f"name        {md.name}\n            {md.description}")
     else:
         click.echo("metadata    none (labels and options from the command line)")
-    click.echo(f"backend     {data['backend']}; delegate: {data['delegate']}")
-    for key, t in tensors.items():
-        click.echo(f"{key:<11} {t['shape']} {t['dtype']} (scale {t['scale']:.6g}, zero point {t['zero_point']})")
-    spec = clf.spec
+    click.echo(f"backend     {about.backend}; delegate: {about.delegate}")
+    roles = {"input": "input", "output": "scores"}  # the other tensors: class-activation maps, by name
+    for key, t in about.tensors.items():
+        click.echo(f"{roles.get(key, 'map'):<11} {t.describe()}  {t.name}")
+    spec = about.preprocess
     fed = {"uint8": "pixel", "int8": "pixel - 128"}  # quantized inputs ignore mean/std (preprocess.to_input_tensor)
-    norm = f", fed as {fed.get(tensors['input']['dtype'], f'(pixel - {spec.mean}) / {spec.std}')}"
+    norm = f", fed as {fed.get(about.tensors['input'].dtype, f'(pixel - {spec.mean}) / {spec.std}')}"
     click.echo(f"preprocess  {spec.height}x{spec.width}, {spec.aspect}, {spec.resize_filter} (antialiased), "
                f"jpeg draft {'on' if spec.jpeg_draft else 'off'}{norm}, spec v{spec.version}")
     in_graph = (md.metrics or {}).get("calibration_temperature") if md else None
     calibration = f"temperature {data['temperature']:.4g}"
     if in_graph and data["output_kind"] == "probabilities":
         calibration = f"calibrated inside the model (T {in_graph:.4g})"
-    click.echo(f"output      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
+    click.echo(f"answer      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
     if md and md.explain:
         grids = ", ".join(f"{m['output']} {m['grid'][0]}x{m['grid'][1]}" for m in md.explain["maps"])
         click.echo(f"heatmaps    {grids} (same invoke; skinedge explain)")

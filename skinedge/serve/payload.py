@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from skinedge.classifier import DISCLAIMER, ClassificationResult, Classifier
+from skinedge.model_info import ModelInfo
 
 #: Longest side of the heatmap overlay image sent to the page (the photo is only shown, not analysed).
 OVERLAY_MAX_SIDE = 512
@@ -37,22 +38,10 @@ def error_payload(status: int, error: str, reason: str, source: str | None = Non
 
 
 def model_info(classifier: Classifier, *, heatmap: bool, live: bool, max_body_bytes: int) -> dict[str, Any]:
-    """``GET /api/info``: the model's metadata and what this server offers."""
-    md = classifier.metadata
+    """``GET /api/info``: the model's :class:`~skinedge.model_info.ModelInfo` (the keys of ``skinedge info
+    --json``; the model's file name, not the server's path to it) and what this server offers."""
     return {
-        "model": classifier.model_path.name,  # the name only: the server's paths stay on the server
-        "model_sha256": classifier.model_sha256,
-        "name": md.name if md else "",
-        "description": md.description if md else "",
-        "labels": list(classifier.labels),
-        "abstain_threshold": classifier.abstain_threshold,
-        "output_kind": classifier.output_kind,
-        "temperature": classifier.temperature,
-        "preprocess": classifier.spec.to_dict(),
-        "backend": f"{classifier.backend.name} {classifier.backend.version}",
-        "delegate": classifier.delegate.describe(),
-        "threads": classifier.num_threads,
-        "metadata": md.to_dict() if md else None,
+        **ModelInfo.of(classifier).to_dict(public=True),
         "disclaimer": DISCLAIMER,
         "heatmap": heatmap,
         "live": live,
