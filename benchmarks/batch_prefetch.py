@@ -2,10 +2,10 @@
 
     python benchmarks/batch_prefetch.py --threads 2 --rounds 6    # results/batch_prefetch.json
 
-Each variant is ``iter_classify``'s loop with another number of decode workers and prefetch depth (the
-images decoded ahead of the interpreter). Rounds alternate the order of the contenders, so drift and
-position favour none. The bound is suite 4's: the slower of decode+resize alone and invoke alone, in the
-same round. Take no measurement while other heavy work runs on the machine (check ``uptime``).
+Each variant is ``classify_many`` itself with another number of decode workers and prefetch depth (the
+images decoded ahead of the interpreter: ``workers=``, ``prefetch=``). Rounds alternate the order of the
+contenders, so drift and position favour none. The bound is suite 4's: the slower of decode+resize alone and
+invoke alone, in the same round. Take no measurement while other heavy work runs on the machine (check ``uptime``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import collections
 import os
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,39 +25,8 @@ import common  # noqa: E402
 
 
 def variant(clf, workers: int, depth: int):
-    """``iter_classify``'s loop (same calls, same order) with ``workers`` decode threads and ``depth`` ahead."""
-    from skinedge.classifier import Timings
-    from skinedge.errors import SkinedgeError
-    from skinedge.preprocess import describe_source
-
-    def run(images: list[str]) -> list:
-        out: list = []
-        pending: collections.deque[tuple[str, Future]] = collections.deque()
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            it, exhausted = iter(images), False
-            while True:
-                while not exhausted and len(pending) < depth:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append((item, pool.submit(clf.preprocess, item)))
-                if not pending:
-                    return out
-                item, future = pending.popleft()
-                try:
-                    pixels, decode_ms, resize_ms = future.result()
-                    t = time.perf_counter()
-                    scores = clf.invoke(pixels)
-                    invoke_ms = (time.perf_counter() - t) * 1000
-                except SkinedgeError as exc:
-                    out.append(exc)
-                    continue
-                timings = Timings(decode_ms, resize_ms, invoke_ms)
-                out.append(clf.result_from_scores(describe_source(item), scores, timings))
-
-    return run
+    """The library's own loop, ``classify_many``, with ``workers`` decode threads and ``depth`` images ahead."""
+    return lambda images: clf.classify_many(images, workers=workers, prefetch=depth)
 
 
 def main() -> None:
@@ -79,7 +47,7 @@ def main() -> None:
     }
     load0 = os.getloadavg()[0]
     for p in paths[:10]:
-        clf.preprocess(p)
+        clf.prepare(p)
     secs: dict[str, list[float]] = collections.defaultdict(list)
     for r in range(args.rounds):
         decode_s, invoke_s = common.decode_then_invoke_seconds(clf, paths)

@@ -103,7 +103,7 @@ def skinedge_bench_ratio(model: Path, threads: int) -> dict:
     """What ``skinedge bench`` reports on the same model (its ratio must agree with suite 1)."""
     from skinedge.bench import run_bench
 
-    r = run_bench(model, threads=threads, runs=300, warmup=30)
+    r = run_bench(model, threads=threads, runs=300, warmup=30).to_dict()
     return {"threads": threads, "sdk_overhead_ratio": r["sdk_overhead_ratio"], "invoke_p50_ms": r["invoke_ms"]["p50"],
             "bare_p50_ms": r["bare_interpreter_invoke_ms"]["p50"]}
 

@@ -23,6 +23,9 @@ _EXPORTS = {
     "ClassificationResult": "skinedge.classifier",
     "Classifier": "skinedge.classifier",
     "Timings": "skinedge.classifier",
+    "ClassifierOptions": "skinedge.options",
+    "Prepared": "skinedge.preprocess",
+    "ClassifierClosedError": "skinedge.errors",
     "BackendError": "skinedge.errors",
     "ImageError": "skinedge.errors",
     "ImageTooLargeError": "skinedge.errors",
@@ -40,12 +43,15 @@ __all__ = [
     "Category",
     "ClassificationResult",
     "Classifier",
+    "ClassifierClosedError",
+    "ClassifierOptions",
     "ImageError",
     "ImageLimits",
     "ImageTooLargeError",
     "MetadataError",
     "ModelError",
     "ModelMetadata",
+    "Prepared",
     "PreprocessSpec",
     "SkinedgeError",
     "Timings",
@@ -55,6 +61,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see
     from skinedge.classifier import DISCLAIMER, Category, ClassificationResult, Classifier, Timings
     from skinedge.errors import (
         BackendError,
+        ClassifierClosedError,
         ImageError,
         ImageTooLargeError,
         MetadataError,
@@ -62,7 +69,8 @@ if TYPE_CHECKING:  # what static checkers and IDEs see
         SkinedgeError,
     )
     from skinedge.metadata import ModelMetadata
-    from skinedge.preprocess import ImageLimits, PreprocessSpec
+    from skinedge.options import ClassifierOptions
+    from skinedge.preprocess import ImageLimits, Prepared, PreprocessSpec
 
 
 def __getattr__(name: str) -> Any:

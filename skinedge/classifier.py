@@ -6,18 +6,20 @@ Outputs are model scores for research and triage support, not a medical diagnosi
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from skinedge import explain as _explain
 from skinedge import model_io
 from skinedge.backend import (
     DelegateStatus,
@@ -27,16 +29,24 @@ from skinedge.backend import (
     invoke_once,
     usable_cpus,
 )
-from skinedge.errors import ImageError, MetadataError, ModelError, SkinedgeError
+from skinedge.errors import ClassifierClosedError, ImageError, MetadataError, ModelError, SkinedgeError
 from skinedge.metadata import ModelMetadata, read_labels_file
+from skinedge.options import ClassifierOptions
+from skinedge.postprocess import (
+    REASONS,
+    calibrate,
+    decide,
+    ranked,
+    softmax,  # noqa: F401  (importable from here, as it always was)
+)
 from skinedge.preprocess import (
     DEFAULT_LIMITS,
     ImageInput,
     ImageLimits,
+    Prepared,
     PreprocessSpec,
-    decode,
-    describe_source,
-    resize,
+    decode_for,
+    prepare_photo,
     to_input_tensor,
 )
 
@@ -74,13 +84,18 @@ class ClassificationResult:
         source: what was classified (file path, ``<bytes>``, ``<array>``...).
         label, score, index: the top class and its (calibrated) score.
         top_k: the best ``top_k`` classes whose score is at least ``score_threshold``.
-        uncertain: the top score is below the model's abstain threshold: treat as "no answer".
+        uncertain: no answer: treat the label as "no confident answer". True exactly when ``reason`` is set.
         scores: every class's score, in label order.
         timings: time spent decoding, preprocessing and invoking.
         heatmap: from :meth:`Classifier.explain` only (None from ``classify``): a 2-D float32 array in
             [0, 1] over the image as decoded, the aspect of the upright photo; higher means that region
             weighed more in the score of ``heatmap_label``. A coarse map, not a lesion outline.
         heatmap_label: the class the heatmap explains (the top class unless another was asked for).
+        reason: None when the result answers; otherwise why not, one of ``skinedge.postprocess.REASONS``:
+            ``"poor_photo"``, ``"not_skin"``, ``"other_condition"``, ``"low_confidence"`` (the top score is
+            below the abstain threshold; the only reason models without gates give).
+        gates: the model's gate scores by name (empty for models without gates).
+        quality: the photo's measured quality, when measured (None otherwise).
     """
 
     source: str
@@ -93,6 +108,19 @@ class ClassificationResult:
     timings: Timings
     heatmap: np.ndarray | None = field(default=None, repr=False, compare=False)
     heatmap_label: str | None = None
+    reason: str | None = None
+    gates: Mapping[str, float] = field(default_factory=dict, hash=False)
+    quality: Any = None
+
+    def __post_init__(self) -> None:
+        # One truth: `uncertain` is "a reason is set". A result built the old way (uncertain=True, no reason)
+        # abstained on its top score.
+        if self.reason is None and self.uncertain:
+            object.__setattr__(self, "reason", "low_confidence")
+        if self.reason is not None and self.reason not in REASONS:
+            raise ValueError(f"reason must be None or one of {REASONS}, got {self.reason!r}")
+        if self.reason is not None and not self.uncertain:
+            object.__setattr__(self, "uncertain", True)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (used by ``skinedge predict --json``)."""
@@ -101,6 +129,8 @@ class ClassificationResult:
             "label": self.label,
             "score": round(self.score, 6),
             "uncertain": self.uncertain,
+            "reason": self.reason,
+            "gates": {name: round(float(v), 6) for name, v in self.gates.items()},
             "top_k": [{"label": c.label, "score": round(c.score, 6)} for c in self.top_k],
             "timings_ms": {
                 "decode": round(self.timings.decode_ms, 3),
@@ -130,14 +160,6 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Probabilities from 1-D ``logits`` at calibration ``temperature``, in float64: the runtime's one softmax."""
-    z = logits.astype(np.float64) / temperature
-    z -= z.max()
-    e = np.exp(z)
-    return e / e.sum()
-
-
 class Classifier:
     """Classify skin photos with a TFLite model (int8 by default, the bundled skinedge model).
 
@@ -159,9 +181,11 @@ class Classifier:
         num_threads: interpreter threads (default: the CPUs this process may use).
         backend: ``litert``, ``tflite_runtime`` or ``tensorflow``; None picks the first installed.
         labels: labels file or sequence, for models without metadata (overrides metadata labels).
-        top_k: how many classes ``top_k`` lists.
-        score_threshold: classes below this score are left out of ``top_k``.
-        abstain_threshold: override the model's abstain threshold (``uncertain`` flag).
+        top_k, score_threshold, abstain_threshold: the default :class:`ClassifierOptions` (how many classes
+            ``top_k`` lists; classes below ``score_threshold`` are left out of it; a top score below
+            ``abstain_threshold`` gives no answer, None: the model's own threshold).
+        options: the same as one :class:`ClassifierOptions` (instead of the three keywords). Every call
+            may override them: ``classify(photo, top_k=5)`` or ``classify(photo, options=...)``.
         output_kind: ``logits`` or ``probabilities``, for models without metadata (default:
             ``probabilities`` when the output is a uint8/int8 softmax-like tensor, else ``logits``).
         preprocess: override the preprocessing spec, normalisation included (models without metadata
@@ -181,13 +205,17 @@ class Classifier:
         top_k: int = 3,
         score_threshold: float = 0.0,
         abstain_threshold: float | None = None,
+        options: ClassifierOptions | None = None,
         output_kind: str | None = None,
         preprocess: PreprocessSpec | None = None,
         limits: ImageLimits = DEFAULT_LIMITS,
         verify: bool = True,
     ) -> None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if options is None:
+            options = ClassifierOptions(top_k=top_k, score_threshold=score_threshold,
+                                        abstain_threshold=abstain_threshold)
+        elif (top_k, score_threshold, abstain_threshold) != (3, 0.0, None):
+            raise ValueError("pass either options= or the top_k/score_threshold/abstain_threshold keywords, not both")
         t0 = time.perf_counter()
         self.model_path = model_io.resolve_model(model)
         packed = model_io.read_model(self.model_path, verify=verify)
@@ -213,13 +241,10 @@ class Classifier:
         if self.output_kind not in ("logits", "probabilities"):
             raise ValueError(f"output_kind must be 'logits' or 'probabilities', got {self.output_kind!r}")
         self.temperature = self.metadata.temperature if self.metadata else 1.0
-        self.abstain_threshold = (
-            abstain_threshold
-            if abstain_threshold is not None
-            else (self.metadata.abstain_threshold if self.metadata else 0.0)
-        )
-        self.top_k = min(top_k, len(self.labels))
-        self.score_threshold = float(score_threshold)
+        #: The model's own abstain threshold (what ``abstain_threshold=None`` means).
+        self.model_abstain_threshold: float = self.metadata.abstain_threshold if self.metadata else 0.0
+        self._options = options
+        self._resolved = self.resolve_options()
         self.limits = limits
         self._check_tensors(name)
         self._lock = threading.Lock()
@@ -313,6 +338,43 @@ class Classifier:
         """What each value of the score output is: the class labels, then the model's abstention gates."""
         return self.labels + (self.metadata.gate_labels if self.metadata is not None else ())
 
+    # -- options --------------------------------------------------------------------------------
+
+    @property
+    def options(self) -> ClassifierOptions:
+        """The options this classifier was made with (a threshold of None: the model's own)."""
+        return self._options
+
+    @property
+    def top_k(self) -> int:
+        """How many classes ``top_k`` lists by default (``options.top_k``, capped at the number of labels)."""
+        return self._resolved.top_k
+
+    @property
+    def score_threshold(self) -> float:
+        return self._resolved.score_threshold
+
+    @property
+    def abstain_threshold(self) -> float:
+        """The abstain threshold in force by default: ``options.abstain_threshold``, else the model's own."""
+        return self._resolved.abstain_threshold
+
+    def resolve_options(self, options: ClassifierOptions | None = None, **overrides: Any) -> ClassifierOptions:
+        """``options`` (default: this classifier's) with ``overrides``, every threshold left at None filled
+        with the model's own and ``top_k`` capped at the number of labels: what one call reports with.
+
+        Raises:
+            TypeError: an override that is not a :class:`ClassifierOptions` field.
+            ValueError: an invalid value (``top_k`` below 1, a threshold that is not a finite number).
+        """
+        opts = (options if options is not None else self._options).replace(**overrides)
+        if opts.abstain_threshold is None:
+            opts = opts.replace(abstain_threshold=self.model_abstain_threshold)
+        return opts.replace(top_k=min(opts.top_k, len(self.labels)))
+
+    def _options_for(self, options: ClassifierOptions | None, overrides: dict[str, Any]) -> ClassifierOptions:
+        return self._resolved if options is None and not overrides else self.resolve_options(options, **overrides)
+
     # -- inference ------------------------------------------------------------------------------
 
     @property
@@ -338,33 +400,32 @@ class Classifier:
     def output_details(self) -> dict:
         return dict(self._output)
 
-    def raw_output(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the model on one preprocessed ``HxWx3`` uint8 array; return its dequantized output
-        (logits or probabilities, per ``output_kind``), before calibration."""
-        return self._run(pixels)[0]
+    @property
+    def map_output_details(self) -> dict[str, dict]:
+        """The class-activation map outputs by name (empty for models without them)."""
+        return {name: dict(d) for name, d in self._map_outputs.items()}
 
     @property
     def has_class_maps(self) -> bool:
         """True if the model outputs class-activation maps (what :meth:`explain` needs)."""
         return bool(self._map_outputs)
 
-    def invoke_with_maps(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Calibrated class scores and every class-activation map output (``h x w x classes`` float32),
-        all from one invoke. Without map outputs the dict is empty."""
-        values, maps = self._run(pixels, with_maps=True)
-        scores = softmax(values, self.temperature) if self.output_kind == "logits" else values
-        return scores, maps
+    def _closed_error(self) -> ClassifierClosedError:
+        return ClassifierClosedError(str(self.model_path), "Classifier is closed")
 
-    def _run(self, pixels: np.ndarray, with_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if self._closed:
-            raise RuntimeError("Classifier is closed")
+    def _check_pixels(self, pixels: np.ndarray) -> np.ndarray:
         expected = (self.spec.height, self.spec.width, 3)
         if pixels.shape != expected or pixels.dtype != np.uint8:
             raise ValueError(f"expected a {expected} uint8 array, got {pixels.shape} {pixels.dtype}")
-        tensor = to_input_tensor(pixels, self.spec, self._input["dtype"])
+        return to_input_tensor(pixels, self.spec, self._input["dtype"])
+
+    def _run(self, tensor: np.ndarray, with_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One invoke on an input ``tensor``: the dequantized scores output and, if asked, every map output."""
+        if self._closed:
+            raise self._closed_error()
         with self._lock:
             if self._closed:  # closed by another thread while this one waited for the lock
-                raise RuntimeError("Classifier is closed")
+                raise self._closed_error()
             try:
                 raw, *map_values = invoke_once(self._interpreter, ((self._input["index"], tensor),),
                                                self._read_with_maps if with_maps else self._read_scores)
@@ -377,59 +438,115 @@ class Classifier:
         maps = {name: m[0] for name, m in zip(self._map_outputs, map_values)}
         return dequantize(raw, self._output).reshape(-1), maps
 
+    def raw_output(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the model on one preprocessed ``HxWx3`` uint8 array; return its dequantized output
+        (logits or probabilities, per ``output_kind``), before calibration."""
+        return self._run(self._check_pixels(pixels))[0]
+
     def invoke(self, pixels: np.ndarray) -> np.ndarray:
         """Run the model on one preprocessed ``HxWx3`` uint8 array; return calibrated class scores."""
-        values = self.raw_output(pixels)
-        return softmax(values, self.temperature) if self.output_kind == "logits" else values
+        return calibrate(self.raw_output(pixels), self.output_kind, self.temperature)
+
+    def invoke_with_maps(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Calibrated class scores and every class-activation map output (``h x w x classes`` float32),
+        all from one invoke. Without map outputs the dict is empty."""
+        values, maps = self._run(self._check_pixels(pixels), with_maps=True)
+        return calibrate(values, self.output_kind, self.temperature), maps
 
     def decode_image(self, image: ImageInput) -> Image.Image:
         """Decode ``image`` to the upright RGB picture the model's spec starts from (JPEG draft scale included)."""
-        draft = (self.spec.width, self.spec.height) if self.spec.jpeg_draft else None
-        return decode(image, draft_size=draft, background=self.spec.alpha_background, limits=self.limits)
+        return decode_for(image, self.spec, self.limits)
+
+    def prepare(self, image: ImageInput | Prepared) -> Prepared:
+        """The one prepare step: decode ``image``, resize it as the model was trained and make its input tensor
+        (timed). Pass the :class:`~skinedge.preprocess.Prepared` to :meth:`classify` or :meth:`explain`; its
+        ``image`` is the decoded picture, for overlays. A ``Prepared`` is returned as it is.
+
+        Raises:
+            ImageError: the image is missing, unreadable, or above the limits (the message names it).
+        """
+        if isinstance(image, Prepared):
+            return image
+        return prepare_photo(image, self.spec, self._input["dtype"], self.limits)
 
     def preprocess(self, image: ImageInput) -> tuple[np.ndarray, float, float]:
         """Decode and resize ``image`` exactly as the model was trained; return (pixels, decode_ms, resize_ms)."""
-        t0 = time.perf_counter()
-        decoded = self.decode_image(image)
-        t1 = time.perf_counter()
-        pixels = resize(decoded, self.spec)
-        t2 = time.perf_counter()
-        return pixels, (t1 - t0) * 1000, (t2 - t1) * 1000
+        p = self.prepare(image)
+        return p.pixels, p.decode_ms, p.resize_ms
 
-    def result_from_scores(self, source: str, scores: np.ndarray, timings: Timings) -> ClassificationResult:
-        """The result for ``scores`` (calibrated, label order): top class, ``top_k`` past ``score_threshold``,
-        ``uncertain`` below the abstain threshold. What every path that invokes the model reports with."""
-        order = np.argsort(-scores, kind="stable")
-        top = tuple(
-            Category(int(i), self.labels[i], float(scores[i]))
-            for i in order[: self.top_k]
-            if scores[i] >= self.score_threshold
-        )
-        best = int(order[0])
+    def result_from_scores(
+        self,
+        source: str,
+        scores: np.ndarray,
+        timings: Timings,
+        options: ClassifierOptions | None = None,
+        *,
+        gates: Mapping[str, float] | None = None,
+        quality: Any = None,
+    ) -> ClassificationResult:
+        """The result for ``scores`` (calibrated, label order): the top class, ``top_k`` past
+        ``score_threshold``, and ``reason``/``uncertain`` from :func:`skinedge.postprocess.decide`, under
+        ``options`` (default: this classifier's, resolved). What every path that invokes the model reports with."""
+        opts = self._resolved if options is None else self.resolve_options(options)
+        gates = dict(gates or {})
+        best = int(ranked(scores, 1, -np.inf)[0])
+        top = tuple(Category(int(i), self.labels[i], float(scores[i]))
+                    for i in ranked(scores, opts.top_k, opts.score_threshold))
+        reason = decide(scores, gates, quality, opts)
         return ClassificationResult(
             source=source,
             label=self.labels[best],
             score=float(scores[best]),
             index=best,
             top_k=top,
-            uncertain=bool(scores[best] < self.abstain_threshold),
+            uncertain=reason is not None,
             scores=tuple(float(s) for s in scores),
             timings=timings,
+            reason=reason,
+            gates=gates,
+            quality=quality,
         )
 
-    def classify(self, image: ImageInput) -> ClassificationResult:
-        """Classify one image: a path, encoded bytes, a PIL image or an ``HxWx3`` uint8 RGB array.
+    def _finish(self, prepared: Prepared, opts: ClassifierOptions, *, heatmap: bool = False,
+                label: str | None = None) -> ClassificationResult:
+        """The one finishing step: invoke once -> outputs -> postprocess -> result (+ the heatmap when asked)."""
+        expected = (1, self.spec.height, self.spec.width, 3)
+        tensor = prepared.tensor
+        if prepared.spec != self.spec or tensor.shape != expected or tensor.dtype != self._input["dtype"]:
+            raise ValueError(f"this Prepared was made for another model: {tensor.shape} {tensor.dtype} by "
+                             f"{prepared.spec}; this model takes {expected} {np.dtype(self._input['dtype']).name} "
+                             f"by {self.spec}")
+        t = time.perf_counter()
+        values, maps = self._run(tensor, with_maps=heatmap)
+        scores = calibrate(values, self.output_kind, self.temperature)
+        invoke_ms = (time.perf_counter() - t) * 1000
+        timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
+        result = self.result_from_scores(prepared.source, scores, timings, opts)
+        if not heatmap:
+            return result
+        t = time.perf_counter()
+        index = result.index if label is None else self.labels.index(label)
+        ordered = [maps[name] for name in self.metadata.map_outputs]
+        heat = _explain.heatmap_for(ordered, index, prepared.image.size, self.spec)
+        timings = dataclasses.replace(timings, heatmap_ms=(time.perf_counter() - t) * 1000)
+        return dataclasses.replace(result, heatmap=heat, heatmap_label=self.labels[index], timings=timings)
+
+    def classify(self, image: ImageInput | Prepared, *, options: ClassifierOptions | None = None,
+                 **overrides: Any) -> ClassificationResult:
+        """Classify one image: a path, encoded bytes, a PIL image, an ``HxWx3`` uint8 RGB array, or a
+        :class:`~skinedge.preprocess.Prepared` from :meth:`prepare`.
+
+        ``options`` / keyword ``overrides`` (``top_k=5``, ``abstain_threshold=0.7``...) replace this
+        classifier's :class:`ClassifierOptions` for this call.
 
         Raises:
             ImageError: the image is missing, unreadable, or above the limits (the message names it).
         """
-        pixels, decode_ms, resize_ms = self.preprocess(image)
-        t = time.perf_counter()
-        scores = self.invoke(pixels)
-        invoke_ms = (time.perf_counter() - t) * 1000
-        return self.result_from_scores(describe_source(image), scores, Timings(decode_ms, resize_ms, invoke_ms))
+        opts = self._options_for(options, overrides)
+        return self._finish(self.prepare(image), opts)
 
-    def explain(self, image: ImageInput, label: str | None = None) -> ClassificationResult:
+    def explain(self, image: ImageInput | Prepared, label: str | None = None, *,
+                options: ClassifierOptions | None = None, **overrides: Any) -> ClassificationResult:
         """Classify ``image`` and say where the score came from: the result's ``heatmap``.
 
         One invoke, as :meth:`classify`: the model's class-activation map outputs come with its
@@ -440,68 +557,84 @@ class Classifier:
             ModelError: the model has no class-activation map outputs.
             ValueError: ``label`` is not one of the model's labels.
         """
-        from skinedge.explain import explain  # the capability lives in its own module
+        if not self.has_class_maps:
+            raise ModelError(
+                str(self.model_path),
+                "this model has no class-activation map outputs, so it cannot explain; "
+                "rebuild it with skinedge-tools rebuild (or use the bundled model)",
+            )
+        if label is not None and label not in self.labels:
+            raise ValueError(f"unknown label {label!r}; the model's labels are: {', '.join(self.labels)}")
+        opts = self._options_for(options, overrides)
+        return self._finish(self.prepare(image), opts, heatmap=True, label=label)
 
-        return explain(self, image, label)
-
-    def classify_frame(self, frame_bgr: np.ndarray) -> ClassificationResult:
+    def classify_frame(self, frame_bgr: np.ndarray, *, options: ClassifierOptions | None = None,
+                       **overrides: Any) -> ClassificationResult:
         """Classify one video frame as ``cv2.VideoCapture.read`` returns it: ``HxWx3`` uint8, BGR order.
 
         The frame is swapped to RGB and then decoded and resized exactly as a photo is.
         """
-        return self.classify(bgr_to_rgb(frame_bgr))
+        return self.classify(bgr_to_rgb(frame_bgr), options=options, **overrides)
 
-    def iter_classify(self, images: Iterable[ImageInput], *, workers: int | None = None) -> Iterator[BatchOutcome]:
+    def iter_classify(self, images: Iterable[ImageInput | Prepared], *, workers: int | None = None,
+                      prefetch: int | None = None, options: ClassifierOptions | None = None,
+                      **overrides: Any) -> Iterator[BatchOutcome]:
         """Classify many images in order, yielding a result or the typed error for each.
 
-        Decoding runs on ``workers`` background threads (default: 2) while the interpreter
-        invokes, so a batch goes at the pace of the slower of the two. One bad image yields its
-        :class:`SkinedgeError` and the rest go on.
+        Decoding runs on ``workers`` background threads (default: 2) while the interpreter invokes, at most
+        ``prefetch`` images ahead (default: twice the workers), so a batch goes at the pace of the slower
+        of the two. One bad image yields its :class:`SkinedgeError` and the rest go on.
         """
+        opts = self._options_for(options, overrides)
+        workers = workers or 2
+        prefetch = prefetch or 2 * workers
+        if workers < 1 or prefetch < 1:
+            raise ValueError(f"workers and prefetch must be >= 1, got {workers} and {prefetch}")
         if isinstance(images, (list, tuple)) and len(images) <= 1:
             # One image has nothing to overlap: skip the pool (and ~9 ms of imports on a cold start).
             for item in images:
-                try:
-                    yield self.classify(item)
-                except SkinedgeError as exc:
-                    yield exc
+                yield self._outcome(lambda item=item: self._finish(self.prepare(item), opts))
             return
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        workers = workers or 2
-        pending: collections.deque[tuple[ImageInput, Future]] = collections.deque()
+        pending: collections.deque[Future] = collections.deque()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinedge-decode") as pool:
             it = iter(images)
             exhausted = False
             while True:
-                while not exhausted and len(pending) < 2 * workers:
+                while not exhausted and len(pending) < prefetch:
                     try:
                         item = next(it)
                     except StopIteration:
                         exhausted = True
                         break
-                    pending.append((item, pool.submit(self.preprocess, item)))
+                    pending.append(pool.submit(self.prepare, item))
                 if not pending:
                     return
-                item, future = pending.popleft()
-                try:
-                    pixels, decode_ms, resize_ms = future.result()
-                    t = time.perf_counter()
-                    scores = self.invoke(pixels)
-                    invoke_ms = (time.perf_counter() - t) * 1000
-                except SkinedgeError as exc:
-                    yield exc
-                    continue
-                yield self.result_from_scores(describe_source(item), scores, Timings(decode_ms, resize_ms, invoke_ms))
+                future = pending.popleft()
+                yield self._outcome(lambda future=future: self._finish(future.result(), opts))
 
-    def classify_many(self, images: Iterable[ImageInput], *, workers: int | None = None) -> list[BatchOutcome]:
+    @staticmethod
+    def _outcome(step: Any) -> BatchOutcome:
+        """``step()``'s result, or the input's typed error. A closed classifier is no input's fault: it stops
+        the batch."""
+        try:
+            return step()
+        except ClassifierClosedError:
+            raise
+        except SkinedgeError as exc:
+            return exc
+
+    def classify_many(self, images: Iterable[ImageInput | Prepared], *, workers: int | None = None,
+                      prefetch: int | None = None, options: ClassifierOptions | None = None,
+                      **overrides: Any) -> list[BatchOutcome]:
         """List form of :meth:`iter_classify`: one result or typed error per input, in order."""
-        return list(self.iter_classify(images, workers=workers))
+        return list(self.iter_classify(images, workers=workers, prefetch=prefetch, options=options, **overrides))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the interpreter. Further calls raise ``RuntimeError``."""
+        """Release the interpreter. Further calls raise :class:`~skinedge.errors.ClassifierClosedError`."""
         with self._lock:
             self._closed = True
             self._interpreter = None
@@ -525,4 +658,5 @@ __all__ = [
     "Classifier",
     "DISCLAIMER",
     "Timings",
+    "bgr_to_rgb",
 ]

@@ -108,6 +108,16 @@ _backend_option = click.option(
 )
 
 
+def _display_path(path: str) -> str:
+    """A bundled model by its package-relative name (skinedge/bundled/...), not this machine's install path."""
+    from skinedge.model_io import BUNDLED_MODELS, bundled_model_path
+
+    for name in BUNDLED_MODELS:
+        if Path(path) == bundled_model_path(name):
+            return f"{name} (bundled: {Path(path).name})"
+    return path
+
+
 def _format_result(result: Any) -> str:
     flag = "  [uncertain: below the model's abstain threshold]" if result.uncertain else ""
     top = ", ".join(f"{c.label} {c.score:.3f}" for c in result.top_k)
@@ -248,8 +258,10 @@ def explain_command(photo, output, label, alpha, model, threads, backend, as_jso
         if label is not None and label not in clf.labels:
             raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
         try:
-            result = clf.explain(photo, label=label)
-            picture = decode(photo, limits=clf.limits)
+            prepared = clf.prepare(photo)
+            result = clf.explain(prepared, label=label)
+            # The overlay is drawn at the photo's size: the decoded picture itself unless a JPEG draft shrank it.
+            picture = decode(photo, limits=clf.limits) if prepared.drafted else prepared.image
         except SkinedgeError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
@@ -289,22 +301,22 @@ def bench(model, threads, backend, runs, warmup, image, as_json) -> None:
     except SkinedgeError as exc:
         _fail(exc)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    inv, bare, e2e = report["invoke_ms"], report["bare_interpreter_invoke_ms"], report["end_to_end_ms"]
+    r = report
+    inv, bare, e2e = r.invoke_ms, r.bare_interpreter_invoke_ms, r.end_to_end_ms
     lines = [
-        f"model        {report['model']} ({report['model_bytes'] / 1e6:.2f} MB, input {report['input']})",
-        f"backend      {report['backend']} {report['backend_version']}, {report['threads']} threads, "
-        f"delegate: {report['delegate']}",
-        f"cpu          {report['cpu']}",
-        f"load         {report['load_ms']:.1f} ms; first invoke {report['first_invoke_ms']:.2f} ms",
-        f"invoke       min {inv['min']:.2f}  p50 {inv['p50']:.2f}  p90 {inv['p90']:.2f}  p99 {inv['p99']:.2f}  "
-        f"mean {inv['mean']:.2f} ms  (n={inv['n']})",
-        f"bare invoke  p50 {bare['p50']:.2f} ms; SDK/bare = {report['sdk_overhead_ratio']:.3f}",
-        f"throughput   {report['throughput_per_s']:.1f} images/s (invoke only)",
-        f"photo->label {e2e['total']:.2f} ms = decode {e2e['decode']:.2f} + preprocess {e2e['preprocess']:.2f} "
-        f"+ invoke {e2e['invoke']:.2f}  ({e2e['image']})",
-        f"memory       peak RSS {report['peak_rss_mb']:.1f} MB; model added {report['rss_added_by_model_mb']:.1f} MB",
+        f"model        {_display_path(r.model)} ({r.model_bytes / 1e6:.2f} MB, input {r.input})",
+        f"backend      {r.backend} {r.backend_version}, {r.threads} threads, delegate: {r.delegate}",
+        f"cpu          {r.cpu}",
+        f"load         {r.load_ms:.1f} ms; first invoke {r.first_invoke_ms:.2f} ms",
+        f"invoke       min {inv.min:.2f}  p50 {inv.p50:.2f}  p90 {inv.p90:.2f}  p99 {inv.p99:.2f}  "
+        f"mean {inv.mean:.2f} ms  (n={inv.n})",
+        f"bare invoke  p50 {bare.p50:.2f} ms; SDK/bare = {r.sdk_overhead_ratio:.3f}",
+        f"throughput   {r.throughput_per_s:.1f} images/s (invoke only)",
+        f"photo->label {e2e.total:.2f} ms = decode {e2e.decode:.2f} + preprocess {e2e.preprocess:.2f} "
+        f"+ invoke {e2e.invoke:.2f}  ({e2e.image})",
+        f"memory       peak RSS {r.peak_rss_mb:.1f} MB; model added {r.rss_added_by_model_mb:.1f} MB",
     ]
     click.echo("\n".join(lines))
 
@@ -316,50 +328,37 @@ def bench(model, threads, backend, runs, warmup, image, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def info(model, labels, backend, as_json) -> None:
     """Show the model's metadata, labels, tensors, quantization and delegate status."""
-    import numpy as np
+    from skinedge.model_info import ModelInfo
 
     clf = _make_classifier(model=model, labels=labels, backend=backend, num_threads=1)
-    md = clf.metadata
-    tensors = {}
-    for key, d in (("input", clf.input_details), ("output", clf.output_details)):
-        scale, zero = d["quantization"]
-        tensors[key] = {"shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                        "scale": float(scale), "zero_point": int(zero)}
-    data = {
-        "model": str(clf.model_path),
-        "bytes": clf.model_path.stat().st_size,
-        "backend": f"{clf.backend.name} {clf.backend.version}",
-        "delegate": clf.delegate.describe(),
-        "labels": list(clf.labels),
-        "preprocess": clf.spec.to_dict(),
-        "output_kind": clf.output_kind,
-        "temperature": clf.temperature,
-        "abstain_threshold": clf.abstain_threshold,
-        "tensors": tensors,
-        "metadata": md.to_dict() if md else None,
-    }
-    clf.close()
+    try:
+        about = ModelInfo.of(clf)
+    finally:
+        clf.close()
+    data = about.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"model       {data['model']} ({data['bytes']} bytes)")
+    md = about.metadata
+    click.echo(f"model       {about.model} ({about.bytes} bytes)")
     if md:
         click.echo(f"name        {md.name}\n            {md.description}")
     else:
         click.echo("metadata    none (labels and options from the command line)")
-    click.echo(f"backend     {data['backend']}; delegate: {data['delegate']}")
-    for key, t in tensors.items():
-        click.echo(f"{key:<11} {t['shape']} {t['dtype']} (scale {t['scale']:.6g}, zero point {t['zero_point']})")
-    spec = clf.spec
+    click.echo(f"backend     {about.backend}; delegate: {about.delegate}")
+    roles = {"input": "input", "output": "scores"}  # the other tensors: class-activation maps, by name
+    for key, t in about.tensors.items():
+        click.echo(f"{roles.get(key, 'map'):<11} {t.describe()}  {t.name}")
+    spec = about.preprocess
     fed = {"uint8": "pixel", "int8": "pixel - 128"}  # quantized inputs ignore mean/std (preprocess.to_input_tensor)
-    norm = f", fed as {fed.get(tensors['input']['dtype'], f'(pixel - {spec.mean}) / {spec.std}')}"
+    norm = f", fed as {fed.get(about.tensors['input'].dtype, f'(pixel - {spec.mean}) / {spec.std}')}"
     click.echo(f"preprocess  {spec.height}x{spec.width}, {spec.aspect}, {spec.resize_filter} (antialiased), "
                f"jpeg draft {'on' if spec.jpeg_draft else 'off'}{norm}, spec v{spec.version}")
     in_graph = (md.metrics or {}).get("calibration_temperature") if md else None
     calibration = f"temperature {data['temperature']:.4g}"
     if in_graph and data["output_kind"] == "probabilities":
         calibration = f"calibrated inside the model (T {in_graph:.4g})"
-    click.echo(f"output      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
+    click.echo(f"answer      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
     if md and md.explain:
         grids = ", ".join(f"{m['output']} {m['grid'][0]}x{m['grid'][1]}" for m in md.explain["maps"])
         click.echo(f"heatmaps    {grids} (same invoke; skinedge explain)")
@@ -400,8 +399,7 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
     matrix, and coverage and accuracy at the abstain threshold. Exit status: 0 if every photo was
     classified, 1 if any could not be (or none was found), 2 for an unusable model or bad options.
     """
-    from skinedge.evaluation import class_folders
-    from skinedge.evaluation import evaluate as figures_of
+    from skinedge.evaluation import NothingToEvaluateError, class_folders, evaluate_folder
 
     mapping = {}
     for entry in folder_map:
@@ -419,7 +417,7 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
             except OSError as exc:
                 click.echo(f"error: {csv_path}: cannot write ({exc.strerror or exc})", err=True)
                 raise SystemExit(EXIT_UNUSABLE_MODEL) from None
-        try:
+        try:  # the folders first, so that their warnings come before the photos are classified
             found = class_folders(folder, clf.labels, mapping)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--map") from None
@@ -428,73 +426,50 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
                        f"skipped (use --map {path.name}=LABEL)", err=True)
         for name in found.unused_map:
             click.echo(f"warning: --map {name}={mapping[name]}: {folder} has no folder {name!r}", err=True)
-        sources, truth = [], []
-        for path, index in found.matched:
-            for item in expand_inputs((str(path),)):
-                if isinstance(item, SkinedgeError):  # a class folder without photos
-                    click.echo(f"warning: {item}", err=True)
-                else:
-                    sources.append(item)
-                    truth.append(index)
-        if not sources:
-            click.echo(f"error: {folder}: no photos to evaluate (it needs sub-folders named after the model's "
-                       f"labels: {', '.join(clf.labels)}; or --map FOLDER=LABEL)", err=True)
-            raise SystemExit(EXIT_FAILED_INPUTS)
-        rows, progress = [], _Progress(len(sources))
+        progress = _Progress(0)
+
+        def on_row(row: Any, total: int) -> None:
+            nonlocal progress
+            if progress.total != total:
+                progress = _Progress(total)
+            progress.clear()
+            if isinstance(row.outcome, SkinedgeError):
+                click.echo(f"error: {row.outcome}", err=True)
+            progress.advance()
+
         try:
-            for source, y, outcome in zip(sources, truth, clf.iter_classify(sources)):
-                progress.clear()
-                if isinstance(outcome, SkinedgeError):
-                    click.echo(f"error: {outcome}", err=True)
-                rows.append((source, y, outcome))
-                progress.advance()
+            report = evaluate_folder(clf, folder, folder_map=mapping, n_resamples=resamples, seed=seed, on_row=on_row)
+        except NothingToEvaluateError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_FAILED_INPUTS) from None
         except KeyboardInterrupt:
             progress.clear()
-            click.echo(f"interrupted after {len(rows)} of {len(sources)} photos", err=True)
+            click.echo(f"interrupted after {progress.done} photos", err=True)
             raise SystemExit(EXIT_INTERRUPTED) from None
         finally:
             progress.clear()
+        for name in report.empty_folders:
+            click.echo(f"warning: {Path(folder) / name}: folder contains no images", err=True)
         if csv_file is not None:
-            _write_evaluation_csv(csv_file, rows, clf.labels)
+            report.write_csv(csv_file)
     finally:
         clf.close()
         if csv_file is not None:
             csv_file.close()
-    done = [(y, r) for _, y, r in rows if not isinstance(r, SkinedgeError)]
-    failed = len(rows) - len(done)
-    if not done:
-        click.echo(f"error: {folder}: none of its {len(rows)} photos could be classified", err=True)
-        raise SystemExit(EXIT_FAILED_INPUTS)
-    report = figures_of([y for y, _ in done], [r.index for _, r in done], [not r.uncertain for _, r in done],
-                        clf.labels, n_resamples=resamples, seed=seed)
-    report.update({
-        "folder": str(folder), "model": str(clf.model_path), "abstain_threshold": clf.abstain_threshold,
-        "photos": len(rows), "failed": failed,
-        "class_folders": {path.name: clf.labels[i] for path, i in found.matched},
-        "unknown_folders": [p.name for p in found.unknown],
-    })
     if as_json:
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json.dumps(report.to_dict(), indent=1))
     else:
         click.echo(_format_evaluation(report))
         _echo_disclaimer()
-    raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
+    raise SystemExit(EXIT_FAILED_INPUTS if report.failed else 0)
 
 
-def _write_evaluation_csv(fp: Any, rows: list, labels: tuple[str, ...]) -> None:
-    import csv
-
-    writer = csv.writer(fp)
-    writer.writerow(["file", "folder_class", "predicted", "score", "uncertain", "correct", "error"])
-    for source, y, r in rows:
-        if isinstance(r, SkinedgeError):
-            writer.writerow([source, labels[y], "", "", "", "", r.reason])
-        else:
-            writer.writerow([source, labels[y], r.label, f"{r.score:.6f}", int(r.uncertain), int(r.index == y), ""])
-
-
-def _format_evaluation(rep: dict[str, Any]) -> str:
+def _format_evaluation(report: Any) -> str:
+    rep = report.to_dict()
     acc, f1, ab = rep["accuracy_ci95"], rep["macro_f1_ci95"], rep["abstain"]
+    averaged = rep["macro_f1_classes"]
+    over = (f"; over the {len(averaged)} class{'es' * (len(averaged) != 1)} with photos"
+            if len(averaged) < len(report.labels) else "")
     n_unknown = len(rep["unknown_folders"])
     skipped = f", {n_unknown} folder{'s' * (n_unknown != 1)} skipped" if n_unknown else ""
     answered = f"accuracy of those {ab['accuracy']:.3f}" if ab["accuracy"] is not None else "none answered"
@@ -503,7 +478,7 @@ def _format_evaluation(rep: dict[str, Any]) -> str:
         f"({rep['failed']} failed{skipped})",
         f"accuracy   {rep['accuracy']:.3f}  [95% CI {acc[0]:.3f}, {acc[1]:.3f}]",
         f"macro-F1   {rep['macro_f1']:.3f}  [95% CI {f1[0]:.3f}, {f1[1]:.3f}]  (percentile bootstrap, "
-        f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']})",
+        f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']}{over})",
         f"abstain    at {rep['abstain_threshold']:.3g}: {ab['answered']}/{rep['n']} answered "
         f"(coverage {ab['coverage']:.3f}), {answered}",
         "",

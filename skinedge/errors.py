@@ -34,3 +34,7 @@ class MetadataError(ModelError):
 
 class BackendError(SkinedgeError):
     """No usable TFLite interpreter package is installed, or the requested one is missing."""
+
+
+class ClassifierClosedError(SkinedgeError, RuntimeError):
+    """A closed :class:`~skinedge.Classifier` was asked to classify (a RuntimeError too, as it always was)."""

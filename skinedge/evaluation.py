@@ -1,20 +1,26 @@
-"""Classification metrics over labelled photos, in numpy only: what ``skinedge evaluate`` reports.
+"""How a model does on labelled photos, in numpy only: what ``skinedge evaluate`` reports.
 
-Pure functions on integer class indices (``y_true``, ``y_pred``) and boolean masks. The definitions are
-scikit-learn's (``zero_division=0``, macro averages over the classes present in the truth or the
-predictions), checked against it in the tests; the runtime does not depend on it. The training tools
-(``skinedge_tools.stats`` / ``evaluate``) use these same functions for the same ideas.
+:func:`evaluate_folder` classifies a folder of class folders and returns an :class:`EvaluationReport`
+(figures, rows, CSV). Beneath it, pure functions on integer class indices (``y_true``, ``y_pred``) and
+boolean masks. The definitions are scikit-learn's (``zero_division=0``), checked against it in the tests; the
+runtime does not depend on it. The training tools (``skinedge_tools.stats`` / ``evaluate``) use these same
+functions for the same ideas.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+
+from skinedge.classifier import ClassificationResult, Classifier
+from skinedge.errors import SkinedgeError
+from skinedge.files import image_files
 
 #: A statistic over paired samples, vectorised along ``axis`` (one value per bootstrap resample).
 Statistic = Callable[..., np.ndarray]
@@ -57,18 +63,21 @@ def accuracy_batch(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
     return (np.asarray(y) == np.asarray(p)).mean(axis=axis)
 
 
-def macro_f1_batch(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+def macro_f1_batch(y: np.ndarray, p: np.ndarray, axis: int = -1, classes: Sequence[int] | None = None
+                   ) -> np.ndarray:
     """Macro-F1 along ``axis``, vectorised over bootstrap resamples.
 
-    Same definition as ``sklearn.metrics.f1_score(average="macro", zero_division=0)`` over the classes
-    present in ``y`` or ``p`` of each resample; scikit-learn itself would take ~2 ms per resample.
+    Same definition as ``sklearn.metrics.f1_score(average="macro", zero_division=0)``: over the classes
+    present in ``y`` or ``p`` of each resample, or, given ``classes``, over exactly those
+    (``f1_score(labels=classes, ...)``). scikit-learn itself would take ~2 ms per resample.
     """
     y, p = np.moveaxis(np.asarray(y), axis, -1), np.moveaxis(np.asarray(p), axis, -1)
-    classes = np.union1d(np.unique(y), np.unique(p))
-    yc, pc = y[..., None] == classes, p[..., None] == classes
+    fixed = classes is not None
+    labels = np.asarray(classes) if fixed else np.union1d(np.unique(y), np.unique(p))
+    yc, pc = y[..., None] == labels, p[..., None] == labels
     tp = (yc & pc).sum(-2)
     fp, fn = (~yc & pc).sum(-2), (yc & ~pc).sum(-2)
-    present = (yc | pc).any(-2)
+    present = np.ones(tp.shape, bool) if fixed else (yc | pc).any(-2)
     denom = 2 * tp + fp + fn
     f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
     return (f1 * present).sum(-1) / np.maximum(present.sum(-1), 1)
@@ -105,10 +114,15 @@ def bootstrap_interval(
 
 
 def bootstrap_ci(
-    y: np.ndarray, pred: np.ndarray, metric: str, n_resamples: int = 2000, seed: int = 0
+    y: np.ndarray, pred: np.ndarray, metric: str, n_resamples: int = 2000, seed: int = 0,
+    classes: Sequence[int] | None = None,
 ) -> dict[str, float]:
-    """``metric`` (``accuracy`` or ``macro_f1``) on all images, and its percentile-bootstrap 95% CI."""
+    """``metric`` (``accuracy`` or ``macro_f1``) on all images, and its percentile-bootstrap 95% CI
+    (``classes``: the classes macro-F1 averages over, default those present in each resample)."""
     fn = METRICS[metric]
+    if classes is not None and metric == "macro_f1":
+        def fn(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+            return macro_f1_batch(a, b, axis, classes)
     low, high = bootstrap_interval(fn, (y, pred), n_resamples=n_resamples, seed=seed)
     return {"value": float(fn(np.asarray(y), np.asarray(pred))), "low": low, "high": high}
 
@@ -145,24 +159,28 @@ def evaluate(
         labels: the model's labels.
         n_resamples, seed: the bootstrap (seeded: the same images give the same interval).
 
-    Per-class rows and the confusion matrix cover the classes present in the truth or the predictions
-    (the classes macro-F1 averages over), in the model's label order.
+    Macro-F1 averages over the classes with photos (present in ``y_true``): a folder of one class is not
+    marked down for the classes it has no photos of (scikit-learn's ``f1_score(labels=those, average="macro")``;
+    ``macro_f1_classes`` names them). Per-class rows and the confusion matrix cover the classes present in the
+    truth or the predictions, in the model's label order.
     """
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     if y_true.size == 0:
         raise ValueError("no images to evaluate")
     classes = present_classes(y_true, y_pred)
+    with_photos = np.unique(y_true)
     full = confusion_matrix(y_true, y_pred, len(labels))
     cm = full[np.ix_(classes, classes)]
     per = ClassScores.of(full)
     coverage, answered_accuracy = coverage_and_accuracy(accepted, y_true == y_pred)
-    ci = {m: bootstrap_ci(y_true, y_pred, m, n_resamples, seed) for m in METRICS}
+    ci = {m: bootstrap_ci(y_true, y_pred, m, n_resamples, seed, classes=with_photos) for m in METRICS}
     return {
         "n": int(y_true.size),
         "accuracy": ci["accuracy"]["value"],
         "accuracy_ci95": [ci["accuracy"]["low"], ci["accuracy"]["high"]],
         "macro_f1": ci["macro_f1"]["value"],
         "macro_f1_ci95": [ci["macro_f1"]["low"], ci["macro_f1"]["high"]],
+        "macro_f1_classes": [labels[c] for c in with_photos],
         "bootstrap": {"method": "percentile", "resamples": n_resamples, "seed": seed},
         "per_class": {
             labels[c]: {"precision": float(per.precision[c]), "recall": float(per.recall[c]),
@@ -218,3 +236,111 @@ def class_folders(root: str | os.PathLike, labels: Sequence[str], folder_map: Ma
     matched.sort(key=lambda m: (m[1], m[0].name))  # label order: the training tools' order of test photos
     return ClassFolders(matched=tuple(matched), unknown=tuple(unknown),
                         unused_map=tuple(sorted(set(folder_map) - present)))
+
+
+class NothingToEvaluateError(SkinedgeError):
+    """An evaluation folder gave no photo to score (``source``: the folder): no class folder with photos, or
+    none of its photos could be classified."""
+
+
+@dataclass(frozen=True)
+class PhotoRow:
+    """One photo of an evaluation: its file, its folder's class, and the result or the error it gave."""
+
+    source: str
+    truth: int
+    outcome: ClassificationResult | SkinedgeError
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """What :func:`evaluate_folder` found: the folders, every photo's row, and the figures (:func:`evaluate`).
+
+    ``to_dict()`` is the JSON ``skinedge evaluate --json`` prints; ``write_csv`` its ``--csv`` rows.
+    """
+
+    folder: str
+    model: str
+    labels: tuple[str, ...]
+    abstain_threshold: float
+    class_folders: dict[str, str]  # folder name -> label
+    unknown_folders: tuple[str, ...]
+    unused_map: tuple[str, ...]
+    empty_folders: tuple[str, ...]
+    rows: tuple[PhotoRow, ...] = field(repr=False)
+    figures: dict[str, Any] = field(repr=False)
+
+    @property
+    def photos(self) -> int:
+        return len(self.rows)
+
+    @property
+    def failed(self) -> int:
+        return sum(isinstance(r.outcome, SkinedgeError) for r in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.figures, "folder": self.folder, "model": self.model,
+                "abstain_threshold": self.abstain_threshold, "photos": self.photos, "failed": self.failed,
+                "class_folders": dict(self.class_folders), "unknown_folders": list(self.unknown_folders)}
+
+    def write_csv(self, fp: IO[str]) -> None:
+        """One row per photo: file, folder_class, predicted, score, uncertain, correct, error."""
+        writer = csv.writer(fp)
+        writer.writerow(["file", "folder_class", "predicted", "score", "uncertain", "correct", "error"])
+        for row in self.rows:
+            r, truth = row.outcome, self.labels[row.truth]
+            if isinstance(r, SkinedgeError):
+                writer.writerow([row.source, truth, "", "", "", "", r.reason])
+            else:
+                correct = int(r.index == row.truth)
+                writer.writerow([row.source, truth, r.label, f"{r.score:.6f}", int(r.uncertain), correct, ""])
+
+
+def evaluate_folder(
+    classifier: Classifier,
+    folder: str | os.PathLike,
+    *,
+    folder_map: Mapping[str, str] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    on_row: Callable[[PhotoRow, int], None] | None = None,
+) -> EvaluationReport:
+    """Classify every photo of ``folder``'s class folders (:func:`class_folders`) with ``classifier`` and score
+    the answers: accuracy and macro-F1 with bootstrap CIs, per-class figures, coverage at the abstain threshold.
+
+    ``on_row(row, total)`` is called with each photo's row as it is classified, and the number of photos
+    (progress, errors). Photos that cannot be
+    read are rows with their error, left out of the figures.
+
+    Raises:
+        ValueError: ``folder_map`` maps a folder to a label the model does not have.
+        NothingToEvaluateError: no class folder has photos, or no photo could be classified.
+    """
+    found = class_folders(folder, classifier.labels, folder_map)
+    sources, truth, empty = [], [], []
+    for path, index in found.matched:
+        photos = image_files(path)
+        if not photos:
+            empty.append(path.name)
+        sources += [str(p) for p in photos]
+        truth += [index] * len(photos)
+    if not sources:
+        raise NothingToEvaluateError(str(folder), "no photos to evaluate (it needs sub-folders named after the "
+                                     f"model's labels: {', '.join(classifier.labels)}; or --map FOLDER=LABEL)")
+    rows = []
+    for source, y, outcome in zip(sources, truth, classifier.iter_classify(sources)):
+        rows.append(PhotoRow(source, y, outcome))
+        if on_row is not None:
+            on_row(rows[-1], len(sources))
+    done = [r for r in rows if not isinstance(r.outcome, SkinedgeError)]
+    if not done:
+        raise NothingToEvaluateError(str(folder), f"none of its {len(rows)} photos could be classified")
+    figures = evaluate([r.truth for r in done], [r.outcome.index for r in done],
+                       [not r.outcome.uncertain for r in done], classifier.labels, n_resamples=n_resamples, seed=seed)
+    return EvaluationReport(
+        folder=str(folder), model=str(classifier.model_path), labels=classifier.labels,
+        abstain_threshold=classifier.abstain_threshold,
+        class_folders={path.name: classifier.labels[i] for path, i in found.matched},
+        unknown_folders=tuple(p.name for p in found.unknown), unused_map=found.unused_map,
+        empty_folders=tuple(empty), rows=tuple(rows), figures=figures,
+    )

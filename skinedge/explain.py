@@ -12,25 +12,23 @@ standardised, then summed), spreads the result over the picture with a bicubic f
 [0, 1]. Faithfulness is measured, not assumed: ``benchmarks/explain_faithfulness.py`` greys out the
 hottest fifth of each photo and checks that the score falls more than for a random fifth.
 
+``Classifier.explain`` computes the heatmap in its one finishing step (the maps come from the same invoke
+as the scores); this module holds the map arithmetic and the drawing, and imports no classifier.
+
 What a heatmap is not: a lesion outline, a segmentation, or evidence of a diagnosis. It is a coarse map
 of the regions that moved this model's score.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from skinedge.errors import ModelError
-from skinedge.preprocess import ImageInput, PreprocessSpec, describe_source, resize
-
-if TYPE_CHECKING:
-    from skinedge.classifier import ClassificationResult, Classifier
+from skinedge.preprocess import ImageInput, PreprocessSpec, resize
 
 #: Heatmaps are returned at the decoded picture's size, downscaled (same aspect) to this long side at most:
 #: a 14x14 map spread wider holds no more detail, and every pixel costs time (overlays resize it freely).
@@ -45,34 +43,6 @@ _INFERNO = np.array(
 _LUT = np.stack(
     [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_INFERNO)), _INFERNO[:, c]) for c in range(3)], axis=1
 )
-
-
-def explain(classifier: Classifier, image: ImageInput, label: str | None = None) -> ClassificationResult:
-    """:meth:`Classifier.explain`: the classification of ``image`` with a heatmap for ``label`` (default: top)."""
-    if not classifier.has_class_maps:
-        raise ModelError(
-            str(classifier.model_path),
-            "this model has no class-activation map outputs, so it cannot explain; "
-            "rebuild it with skinedge-tools rebuild (or use the bundled model)",
-        )
-    if label is not None and label not in classifier.labels:
-        raise ValueError(f"unknown label {label!r}; the model's labels are: {', '.join(classifier.labels)}")
-    t0 = time.perf_counter()
-    decoded = classifier.decode_image(image)
-    t1 = time.perf_counter()
-    pixels = resize(decoded, classifier.spec)
-    t2 = time.perf_counter()
-    scores, maps = classifier.invoke_with_maps(pixels)
-    t3 = time.perf_counter()
-    from skinedge.classifier import Timings
-
-    timings = Timings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
-    result = classifier.result_from_scores(describe_source(image), scores, timings)
-    index = result.index if label is None else classifier.labels.index(label)
-    ordered = [maps[name] for name in classifier.metadata.map_outputs]
-    heat = heatmap_for(ordered, index, decoded.size, classifier.spec)
-    timings = replace(timings, heatmap_ms=(time.perf_counter() - t3) * 1000)
-    return replace(result, heatmap=heat, heatmap_label=classifier.labels[index], timings=timings)
 
 
 def heatmap_size(image_size: tuple[int, int], max_side: int = HEATMAP_MAX_SIDE) -> tuple[int, int]:
@@ -192,29 +162,29 @@ DELETION_GREY = 128
 
 
 def deletion_check(
-    classifier: Classifier,
+    classifier: Any,
     image: ImageInput,
     *,
     fraction: float = 0.2,
     random_trials: int = 4,
     seed: int = 0,
 ) -> DeletionCheck:
-    """Measure how faithful :meth:`Classifier.explain`'s heatmap is on ``image`` (its top class).
+    """Measure how faithful :meth:`Classifier.explain`'s heatmap is on ``image`` (its top class), for a
+    :class:`~skinedge.Classifier` ``classifier``.
 
     Costs ``2 + random_trials`` invokes. ``benchmarks/explain_faithfulness.py`` runs it over a dataset.
     """
-    decoded = classifier.decode_image(image)
-    scores, maps = classifier.invoke_with_maps(resize(decoded, classifier.spec))
-    index = int(np.argmax(scores))
-    heat = heatmap_for([maps[n] for n in classifier.metadata.map_outputs], index, decoded.size, classifier.spec)
-    base = float(scores[index])
-    (hot,) = deletion_drops(classifier, decoded, index, base, [heat], fraction=fraction)
-    rand = random_deletion_drop(classifier, decoded, index, base, fraction=fraction, trials=random_trials, seed=seed)
-    return DeletionCheck(describe_source(image), classifier.labels[index], base, hot, rand)
+    prepared = classifier.prepare(image)
+    explained = classifier.explain(prepared)
+    index, base = explained.index, explained.score
+    (hot,) = deletion_drops(classifier, prepared.image, index, base, [explained.heatmap], fraction=fraction)
+    rand = random_deletion_drop(classifier, prepared.image, index, base, fraction=fraction, trials=random_trials,
+                                seed=seed)
+    return DeletionCheck(prepared.source, explained.label, base, hot, rand)
 
 
 def deletion_drops(
-    classifier: Classifier, decoded: Image.Image, index: int, base: float, heatmaps: list[np.ndarray],
+    classifier: Any, decoded: Image.Image, index: int, base: float, heatmaps: list[np.ndarray],
     fraction: float = 0.2,
 ) -> list[float]:
     """Falls of class ``index``'s score from ``base`` (its score on ``decoded``) when the hottest ``fraction``
@@ -234,7 +204,7 @@ def deletion_drops(
 
 
 def random_deletion_drop(
-    classifier: Classifier, decoded: Image.Image, index: int, base: float, *, fraction: float = 0.2, trials: int = 4,
+    classifier: Any, decoded: Image.Image, index: int, base: float, *, fraction: float = 0.2, trials: int = 4,
     seed: int = 0,
 ) -> float:
     """Mean score fall of class ``index`` over ``trials`` random rectangles of ``fraction`` of the area

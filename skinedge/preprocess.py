@@ -21,6 +21,7 @@ import io
 import os
 import re
 import stat
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ _SIGNATURES = {
 }
 
 _EXIF_ORIENTATION = 0x0112
+#: ``image.info`` key where :func:`decode` records a drafted picture's full (upright) size.
+_FULL_SIZE_KEY = "skinedge_full_size"
 
 #: The newest preprocessing-spec version this runtime implements. v2 added ``mean`` and ``std`` (in v1 they
 #: sat in the metadata's ``input`` section; :meth:`PreprocessSpec.from_dict` still reads them from there).
@@ -370,15 +373,23 @@ def decode(
         image = opened.image
         _check_size(image.size, name, limits)
         # Draft only what skinedge opened itself: a caller's PIL image is theirs to keep at full size.
+        full = image.size
         if draft_size is not None and image.format in ("JPEG", "MPO") and opened._keep:
             side = max(draft_size)  # square request: valid whatever the EXIF rotation is
             image.draft(image.mode, (side, side))
         image.load()
-        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # exif_transpose copies even when upright
+        drafted = image.size != full
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation != 1:  # exif_transpose copies even when upright
             from PIL import ImageOps  # only for photos stored rotated: its imports cost every start ~1.5 ms
 
             image = ImageOps.exif_transpose(image)
-        return _to_rgb(image, background)
+            if orientation in (5, 6, 7, 8):  # a quarter turn: the upright photo's width is its stored height
+                full = full[::-1]
+        rgb = _to_rgb(image, background)
+        if drafted:  # only on pictures skinedge opened itself (never a caller's PIL image)
+            rgb.info[_FULL_SIZE_KEY] = full
+        return rgb
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -407,12 +418,69 @@ def resize(image: Image.Image, spec: PreprocessSpec = DEFAULT_SPEC) -> np.ndarra
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
 
 
+def decode_for(source: ImageInput, spec: PreprocessSpec = DEFAULT_SPEC, limits: ImageLimits = DEFAULT_LIMITS
+               ) -> Image.Image:
+    """:func:`decode` as ``spec`` asks (JPEG draft scale, alpha background): the picture the model's input is
+    resized from."""
+    draft = (spec.width, spec.height) if spec.jpeg_draft else None
+    return decode(source, draft_size=draft, background=spec.alpha_background, limits=limits)
+
+
 def prepare(
     source: ImageInput, spec: PreprocessSpec = DEFAULT_SPEC, limits: ImageLimits = DEFAULT_LIMITS
 ) -> np.ndarray:
     """Decode and resize in one call: exactly what the model sees. Training arrays are built with this."""
-    draft = (spec.width, spec.height) if spec.jpeg_draft else None
-    return resize(decode(source, draft_size=draft, background=spec.alpha_background, limits=limits), spec)
+    return resize(decode_for(source, spec, limits), spec)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A photo made ready for one model, by :func:`prepare_photo` (``Classifier.prepare``): the one prepare step
+    of every surface. Pass it to ``Classifier.classify`` / ``explain`` to skip decoding; draw overlays on
+    ``image`` instead of decoding the photo again.
+
+    Attributes:
+        source: what was prepared (file path, ``<bytes>``, ``<array>``...; see :func:`describe_source`).
+        image: the decoded upright RGB picture (JPEGs at their draft scale: what the model's input was
+            resized from, so at least the input size when the photo is).
+        pixels: the model's view, ``height x width x 3`` uint8 (what :func:`prepare` returns).
+        tensor: the input tensor fed to the interpreter, a batch of one (:func:`to_input_tensor`).
+        decode_ms: time spent decoding; resize_ms: resizing and making the tensor.
+        full_size: the picture's size (width, height) before any draft scaling, upright.
+        spec: the preprocessing it was made with (a classifier refuses a ``Prepared`` made for another).
+    """
+
+    source: str
+    image: Image.Image = field(repr=False)
+    pixels: np.ndarray = field(repr=False)
+    tensor: np.ndarray = field(repr=False)
+    decode_ms: float
+    resize_ms: float
+    full_size: tuple[int, int]
+    spec: PreprocessSpec = field(repr=False)
+
+    @property
+    def drafted(self) -> bool:
+        """True when ``image`` was decoded below the photo's full size (a JPEG's DCT-domain draft)."""
+        return self.image.size != self.full_size
+
+
+def prepare_photo(
+    source: ImageInput,
+    spec: PreprocessSpec = DEFAULT_SPEC,
+    input_dtype: Any = np.uint8,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> Prepared:
+    """Decode and resize ``source`` as :func:`prepare` does, and make the ``input_dtype`` tensor: everything
+    a classifier needs before it invokes, timed, with the decoded picture kept for overlays."""
+    t0 = time.perf_counter()
+    image = decode_for(source, spec, limits)
+    t1 = time.perf_counter()
+    pixels = resize(image, spec)
+    tensor = to_input_tensor(pixels, spec, input_dtype)
+    t2 = time.perf_counter()
+    full = image.info.get(_FULL_SIZE_KEY, image.size)
+    return Prepared(describe_source(source), image, pixels, tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full, spec)
 
 
 def to_input_tensor(pixels: np.ndarray, spec: PreprocessSpec, dtype: Any) -> np.ndarray:

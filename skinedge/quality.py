@@ -65,15 +65,19 @@ class QualityThresholds:
         min_sharpness: below this ``sharpness`` the photo is ``blurred``.
         min_brightness: below this mean luma it is ``too_dark``.
         max_bright_fraction: above this share of blown-out pixels it is ``too_bright``.
-        min_contrast: below this luma standard deviation there is ``no_detail``.
+        min_washed_contrast: a bright photo (mean luma above 128) with less contrast than this is washed out by
+            glare: ``too_bright`` too. (Darkening lowers contrast as well, but the model copes with it far longer,
+            so contrast only counts on the bright side.)
+        min_contrast: below this luma standard deviation there is ``no_detail`` (a blank wall, a black frame).
         min_side: a decoded photo whose shorter side is below this is ``too_small``.
     """
 
     # Defaults for a model without its own (values chosen for the bundled EfficientNet-Lite0 on skin6 val).
-    min_sharpness: float | None = 0.08
-    min_brightness: float | None = 35.0
-    max_bright_fraction: float | None = 0.5
-    min_contrast: float | None = 12.0
+    min_sharpness: float | None = 0.077
+    min_brightness: float | None = 27.4
+    max_bright_fraction: float | None = 0.79
+    min_washed_contrast: float | None = 11.4
+    min_contrast: float | None = 6.0
     min_side: int | None = 64
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +126,8 @@ def problems(q: PhotoQuality, t: QualityThresholds) -> tuple[str, ...]:
         found.append("no_detail")
     if t.min_brightness is not None and q.brightness < t.min_brightness:
         found.append("too_dark")
-    if t.max_bright_fraction is not None and q.bright_fraction > t.max_bright_fraction:
+    washed = t.min_washed_contrast is not None and q.brightness > 128.0 and q.contrast < t.min_washed_contrast
+    if washed or (t.max_bright_fraction is not None and q.bright_fraction > t.max_bright_fraction):
         found.append("too_bright")
     if t.min_sharpness is not None and q.sharpness < t.min_sharpness and "no_detail" not in found:
         found.append("blurred")

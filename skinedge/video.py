@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from skinedge.classifier import ClassificationResult, Classifier, Timings, bgr_to_rgb
+from skinedge.classifier import ClassificationResult, Classifier, bgr_to_rgb
 from skinedge.errors import ImageError, SkinedgeError
-from skinedge.preprocess import IMAGE_SUFFIXES
+from skinedge.options import ClassifierOptions
+from skinedge.preprocess import IMAGE_SUFFIXES, Prepared
 
 #: OpenCV and FFmpeg print their own warnings on stderr for problems that skinedge reports as a typed
 #: error anyway (a missing camera, a damaged frame). Quiet by default; set these variables to see them.
@@ -224,9 +225,7 @@ class _Frame:
     index: int
     captured: float  # time.monotonic()
     rgb: np.ndarray
-    pixels: np.ndarray | None = None  # preprocessed on the capture thread (in-order mode)
-    decode_ms: float = 0.0
-    resize_ms: float = 0.0
+    prepared: Prepared | None = None  # prepared on the capture thread (in-order mode)
 
 
 class _Capture:
@@ -353,7 +352,7 @@ class _Capture:
             frame = _Frame(index, captured, rgb)
             if self._prepare:
                 try:
-                    frame.pixels, frame.decode_ms, frame.resize_ms = self._classifier.preprocess(rgb)
+                    frame.prepared = self._classifier.prepare(rgb)
                 except ImageError as exc:
                     raise SourceError(name, f"frame {index}: {exc.reason}") from None
             with self._cond:
@@ -398,6 +397,7 @@ def watch(
     open_timeout_s: float = 10.0,
     read_timeout_s: float = 5.0,
     drop_stale: bool | None = None,
+    options: ClassifierOptions | None = None,
 ) -> Iterator[FrameResult]:
     """Classify a camera or video frame by frame, yielding one :class:`FrameResult` per classified frame.
 
@@ -415,6 +415,7 @@ def watch(
             to deliver a frame.
         drop_stale: keep only the newest frame (True) or classify every frame in order (False). Default:
             True for live sources (devices, URLs, pipes), False for video files, which are not live.
+        options: the :class:`~skinedge.ClassifierOptions` of every result (default: the classifier's).
 
     The iterator ends at the end of a file, after ``max_frames`` or ``duration_s``, or when the caller
     stops iterating (closing it stops the capture thread and releases the source). The source is opened
@@ -433,9 +434,7 @@ def watch(
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
     if open_timeout_s <= 0 or read_timeout_s <= 0:
         raise ValueError("open_timeout_s and read_timeout_s must be > 0")
-    explainer = getattr(classifier, "explain", None) if explain else None
-    if explain and explainer is None:
-        raise RuntimeError("this Classifier has no explain(): heatmaps need a newer skinedge")
+    opts = classifier.resolve_options(options)
     src = parse_source(source, picamera=picamera)
     # Fail here, in the caller's thread, when the reader's package is missing.
     if src.kind != "picamera":
@@ -443,12 +442,12 @@ def watch(
     elif importlib.util.find_spec("picamera2") is None:
         raise SourceError(src.name, _NO_PICAMERA2)
     drop = src.live if drop_stale is None else bool(drop_stale)
-    capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop and not explain,
+    capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop,
                        open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
-    return _results(classifier, capture, smoothing, explainer, max_frames, duration_s, read_timeout_s)
+    return _results(classifier, capture, smoothing, explain, opts, max_frames, duration_s, read_timeout_s)
 
 
-def _results(classifier: Classifier, capture: _Capture, smoothing: float, explainer: Any,
+def _results(classifier: Classifier, capture: _Capture, smoothing: float, explain: bool, opts: ClassifierOptions,
              max_frames: int | None, duration_s: float | None, read_timeout_s: float) -> Iterator[FrameResult]:
     # A generator apart from watch(), so that bad arguments and sources that parse_source refuses are raised by
     # the call itself; the source is opened at the first next(), so an unused iterator holds nothing open.
@@ -476,10 +475,10 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
                 raise SourceError(src.name, f"no frame for {read_timeout_s:g} s (the stream stalled)") from None
             if item is None:
                 return
-            raw = _classify(classifier, explainer, item, src.name)
+            raw = _classify(classifier, explain, opts, item, src.name)
             scores = np.asarray(raw.scores, dtype=np.float64)
             ema = scores if ema is None else smoothing * ema + (1.0 - smoothing) * scores
-            result = _smoothed(classifier, raw, ema)
+            result = _smoothed(classifier, raw, ema, opts)
             count += 1
             now = time.monotonic()
             yield FrameResult(index=item.index, time_s=item.captured - start, frame=item.rgb, result=result,
@@ -490,26 +489,23 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
         capture.stop(join=not stalled)  # a thread stuck in a dead stream's read is left behind (a daemon)
 
 
-def _classify(classifier: Classifier, explainer: Any, item: _Frame, name: str) -> ClassificationResult:
-    source = f"{name}#{item.index}"
+def _classify(classifier: Classifier, explain: bool, opts: ClassifierOptions, item: _Frame,
+              name: str) -> ClassificationResult:
+    """One frame through the classifier's one path (prepared on the capture thread when in order)."""
+    image = item.prepared if item.prepared is not None else item.rgb
     try:
-        if item.pixels is not None:  # decoded and resized on the capture thread
-            t = time.perf_counter()
-            scores = classifier.invoke(item.pixels)
-            invoke_ms = (time.perf_counter() - t) * 1000
-            # The classifier's own result builder: top_k, thresholds and `uncertain` exactly as for photos.
-            return classifier.result_from_scores(source, scores, Timings(item.decode_ms, item.resize_ms, invoke_ms))
-        result = explainer(item.rgb) if explainer is not None else classifier.classify(item.rgb)
+        result = classifier.explain(image, options=opts) if explain else classifier.classify(image, options=opts)
     except ImageError as exc:  # the frame's fault; a ModelError (e.g. no heatmap outputs) stays what it is
         raise SourceError(name, f"frame {item.index}: {exc.reason}") from None
-    return dataclasses.replace(result, source=source)
+    return dataclasses.replace(result, source=f"{name}#{item.index}")
 
 
-def _smoothed(classifier: Classifier, raw: ClassificationResult, ema: np.ndarray) -> ClassificationResult:
-    """``raw`` with label, score, top_k, uncertain and scores from the moving average (timings, heatmap kept)."""
-    s = classifier.result_from_scores(raw.source, ema, raw.timings)
+def _smoothed(classifier: Classifier, raw: ClassificationResult, ema: np.ndarray,
+              opts: ClassifierOptions) -> ClassificationResult:
+    """``raw`` with label, score, top_k, reason and scores from the moving average (timings, heatmap kept)."""
+    s = classifier.result_from_scores(raw.source, ema, raw.timings, opts, gates=raw.gates, quality=raw.quality)
     return dataclasses.replace(raw, label=s.label, score=s.score, index=s.index, top_k=s.top_k,
-                               uncertain=s.uncertain, scores=s.scores)
+                               uncertain=s.uncertain, reason=s.reason, scores=s.scores)
 
 
 def save_frame(frame_result: FrameResult, folder: str | os.PathLike) -> Path:
@@ -520,7 +516,7 @@ def save_frame(frame_result: FrameResult, folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(frame_result.frame, "RGB")
-    heatmap = getattr(frame_result.result, "heatmap", None)
+    heatmap = frame_result.result.heatmap
     if heatmap is not None:
         from skinedge.explain import overlay
 

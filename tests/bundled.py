@@ -4,6 +4,7 @@ report, which only the repository has)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,3 +32,9 @@ def bundled(name: str = DEFAULT_MODEL) -> Bundled:
 
 
 DEFAULT = bundled()
+
+
+def full_rebuild() -> bool:
+    """Whether this session rebuilds exactly as the committed files were built (500 calibration images), not in
+    test mode (conftest.py, ``TEST_MODE_CALIBRATION``): ``SKINEDGE_FULL_REBUILD=1`` or ``SKINEDGE_BUILD_MACHINE=1``."""
+    return "1" in (os.environ.get("SKINEDGE_FULL_REBUILD"), os.environ.get("SKINEDGE_BUILD_MACHINE"))

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundled import DEFAULT
-from conftest import full_rebuild
+from bundled import DEFAULT, full_rebuild
 
 from skinedge import Classifier
 from skinedge.model_io import bundled_model_path

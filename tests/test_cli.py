@@ -176,6 +176,22 @@ def test_info(runner: CliRunner, quant_model: Path, imagenet_labels: Path) -> No
     assert len(data["labels"]) == 1001
 
 
+def test_info_names_each_tensor_once(runner: CliRunner) -> None:
+    """The bundled model: an input row, a scores row and one row per map output, each with its tensor's name;
+    a float tensor says no "scale 0"."""
+    from skinedge import Classifier
+
+    with Classifier(num_threads=1) as clf:
+        want = {"input": clf.input_details, "scores": clf.output_details, **clf.map_output_details}
+    out = runner.invoke(main, ["info"]).stdout.splitlines()
+    rows = [line for line in out if line.split(" ")[0] in ("input", "scores", "map")]
+    assert [r.split()[0] for r in rows] == ["input", "scores", "map", "map"], out
+    assert [r.split()[-1] for r in rows] == [d["name"] for d in want.values()]
+    assert "[1, 6] float32  " in rows[1] and "scale 0" not in "".join(rows)
+    assert rows[0].startswith(f"input       {[int(v) for v in want['input']['shape']]} uint8")
+    assert sum(line.startswith("output") for line in out) == 0  # "answer" says what the output means
+
+
 def test_version(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--version"])
     assert result.exit_code == 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from skinedge import Classifier
-from skinedge.errors import ImageError, SkinedgeError
+from skinedge.errors import ClassifierClosedError, ImageError, SkinedgeError
 from skinedge.preprocess import prepare
 
 THREADS = 8
@@ -103,7 +103,7 @@ def test_threads_mixing_invoke_classify_and_batches(clf: Classifier, inputs: lis
 
 
 def test_close_while_threads_classify(quant_model: Path, imagenet_labels: Path, inputs: list) -> None:
-    """Closing a shared Classifier under load: every call either finishes or raises 'Classifier is closed'."""
+    """Closing a shared Classifier under load: every call either finishes or raises ClassifierClosedError."""
     shared = Classifier(quant_model, labels=imagenet_labels, num_threads=1)
     arrays = [x for x in inputs if isinstance(x, np.ndarray)]
     started = threading.Barrier(THREADS + 1, timeout=JOIN_TIMEOUT_S)
@@ -115,8 +115,8 @@ def test_close_while_threads_classify(quant_model: Path, imagenet_labels: Path, 
             try:
                 shared.invoke(arrays[k % len(arrays)])
                 done[i] += 1
-            except RuntimeError as exc:
-                assert str(exc) == "Classifier is closed"
+            except ClassifierClosedError as exc:  # typed, and still the RuntimeError it always was
+                assert isinstance(exc, RuntimeError) and exc.reason == "Classifier is closed"
                 return "closed"
         return "finished"
 

@@ -85,7 +85,13 @@ def test_figures_match_scikit_learn_on_real_photos(photo_dir: Path, clf: Classif
 
     assert report["n"] == len(y) == 29
     assert report["accuracy"] == pytest.approx(sk.accuracy_score(y, p), abs=1e-12)
-    assert report["macro_f1"] == pytest.approx(sk.f1_score(y, p, average="macro", zero_division=0), abs=1e-12)
+    # Macro-F1 over the classes with photos (the four folders), not the classes only predicted.
+    with_photos = sorted(set(y))
+    assert report["macro_f1_classes"] == [labels[c] for c in with_photos] and len(with_photos) == 4
+    assert len(set(p) - set(y)) > 0  # some photos were given a class without a folder: the case this is about
+    assert report["macro_f1"] == pytest.approx(
+        sk.f1_score(y, p, labels=with_photos, average="macro", zero_division=0), abs=1e-12)
+    assert report["macro_f1"] > sk.f1_score(y, p, average="macro", zero_division=0)
     present = sorted(set(y) | set(p))
     prec, rec, f1, support = sk.precision_recall_fscore_support(y, p, labels=present, zero_division=0)
     assert list(report["per_class"]) == [labels[c] for c in present]
@@ -97,7 +103,8 @@ def test_figures_match_scikit_learn_on_real_photos(photo_dir: Path, clf: Classif
     assert report["confusion"]["matrix"] == sk.confusion_matrix(y, p, labels=present).tolist()
 
     # Bootstrap: scipy's percentile bootstrap with scikit-learn's metric, one resample at a time.
-    for key, metric in (("macro_f1_ci95", lambda a, b: sk.f1_score(a, b, average="macro", zero_division=0)),
+    for key, metric in (("macro_f1_ci95", lambda a, b: sk.f1_score(a, b, labels=with_photos, average="macro",
+                                                                   zero_division=0)),
                         ("accuracy_ci95", sk.accuracy_score)):
         ref = scipy_stats.bootstrap((y, p), metric, paired=True, vectorized=False, n_resamples=400,
                                     method="percentile", random_state=7).confidence_interval
@@ -137,7 +144,7 @@ def test_text_report_and_csv_without_json(photo_dir: Path, tmp_path: Path, clf: 
     out = result.stdout.splitlines()
     assert out[0].startswith(f"photos     29 classified in 4 class folders of {photo_dir} (1 failed, 1 folder skipped)")
     assert out[1].startswith("accuracy   0.") and "[95% CI " in out[1]
-    assert out[2].startswith("macro-F1   0.") and "2000 resamples, seed 0" in out[2]
+    assert out[2].startswith("macro-F1   0.") and "2000 resamples, seed 0; over the 4 classes with photos)" in out[2]
     assert out[3].startswith(f"abstain    at {clf.abstain_threshold:.2f}: ")
     assert "confusion matrix (rows: folder class, columns: predicted class)" in out
     assert out[-1].startswith("Scores from a research model, not a medical diagnosis")
@@ -193,6 +200,9 @@ def test_metric_functions_equal_scikit_learn_and_scipy(seed: int) -> None:
     for got, want in zip((per.precision, per.recall, per.f1, per.support), ref):
         np.testing.assert_allclose(got, want, atol=1e-12)
     assert ev.macro_f1_batch(y, p) == pytest.approx(sk.f1_score(y, p, average="macro", zero_division=0), abs=1e-12)
+    truth_classes = sorted(set(y.tolist()))
+    assert ev.macro_f1_batch(y, p, classes=truth_classes) == pytest.approx(
+        sk.f1_score(y, p, labels=truth_classes, average="macro", zero_division=0), abs=1e-12)
     for name, fn in ev.METRICS.items():
         want = scipy_stats.bootstrap((y, p), fn, paired=True, vectorized=True, n_resamples=300, method="percentile",
                                      random_state=seed).confidence_interval

@@ -63,9 +63,21 @@ def test_min_side_uses_the_decoded_size():
 def test_a_threshold_of_none_turns_its_check_off():
     q = PhotoQuality(sharpness=0.0, brightness=0.0, dark_fraction=1.0, bright_fraction=1.0, contrast=0.0, min_side=1)
     off = QualityThresholds(min_sharpness=None, min_brightness=None, max_bright_fraction=None, min_contrast=None,
-                            min_side=None)
+                            min_washed_contrast=None, min_side=None)
     assert problems(q, off) == ()
     assert set(problems(q, QualityThresholds())) == {"too_small", "no_detail", "too_dark", "too_bright"}
+
+
+def test_washed_out_counts_only_on_the_bright_side():
+    # The same low contrast (std 10, a 20-level step): bright and washed out, or dark and fine by contrast.
+    half = np.zeros((224, 224, 3), np.uint8)
+    for base, expect in ((200, ("too_bright",)), (60, ())):
+        half[:] = base
+        half[:, 112:] = base + 20
+        q = assess(half)
+        assert q.contrast == pytest.approx(10.0, rel=1e-6)
+        got = problems(q, QualityThresholds(min_sharpness=None))
+        assert got == expect
 
 
 def test_thresholds_round_trip_and_ignore_unknown_keys():

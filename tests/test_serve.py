@@ -153,6 +153,16 @@ def test_healthz_and_info(server, clf: Classifier) -> None:
     assert info["metadata"]["labels"] == info["labels"]
     assert info["limits"]["max_body_bytes"] == 20 * 1024 * 1024  # the default
     assert "/" not in info["model"]  # the model's name, not the server's path to it
+    # The keys of `skinedge info --json` (one ModelInfo), and the server's own four.
+    from click.testing import CliRunner
+
+    from skinedge.cli import main
+
+    cli = json.loads(CliRunner().invoke(main, ["info", "--json", "--model", str(clf.model_path)]).stdout)
+    assert set(info) == set(cli) | {"disclaimer", "heatmap", "live", "limits"}
+    assert {k: v for k, v in info.items() if k not in ("model", "threads", "disclaimer", "heatmap", "live", "limits")
+            } == {k: v for k, v in cli.items() if k not in ("model", "threads")}
+    assert cli["model"] == str(clf.model_path) and info["model"] == clf.model_path.name
 
 
 def test_page_and_static_files_are_self_contained(server) -> None:
@@ -634,6 +644,10 @@ def _read_mjpeg_frames(server, want: int) -> list[bytes]:
     conn.request("GET", "/api/live.mjpg")
     response = conn.getresponse()
     assert response.status == 200
+    from skinedge.serve.handler import SECURITY_HEADERS
+
+    for name, value in SECURITY_HEADERS.items():  # the stream carries every response's headers (CSP...)
+        assert response.getheader(name) == value, name
     boundary = response.getheader("Content-Type").split("boundary=")[1].encode()
     frames: list[bytes] = []
     try:

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from contextlib import AbstractContextManager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from skinedge.errors import ImageError, ImageTooLargeError, SkinedgeError
+from skinedge.errors import ClassifierClosedError, ImageError, ImageTooLargeError, SkinedgeError
 from skinedge.serve import payload, upload
 from skinedge.serve.upload import RequestError
-
-if TYPE_CHECKING:
-    from skinedge.serve.server import SkinedgeServer
 
 log = logging.getLogger("skinedge.serve")
 
@@ -34,10 +33,25 @@ SECURITY_HEADERS = {
 }
 
 
+class ServerState(Protocol):
+    """What a request handler reads from its server (``skinedge.serve.server.SkinedgeServer``), named here so
+    that the handler does not import the server that imports it."""
+
+    classifier: Any  # the shared skinedge.Classifier
+    options: Any  # skinedge.serve.server.ServeOptions
+    live: Any  # a skinedge.serve.live.LiveFeed, or None
+    heatmap: bool
+    pages: dict[str, tuple[bytes, str]]
+    info: dict[str, Any]
+    stopping: threading.Event
+
+    def work_slot(self) -> AbstractContextManager[None]: ...
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """Routes one connection's requests. Nothing from a request is used as a filesystem path."""
 
-    server: SkinedgeServer
+    server: ServerState  # type: ignore[assignment]  (socketserver declares a BaseServer)
     protocol_version = "HTTP/1.1"
     # Headers and body go out as two writes: with Nagle's algorithm the second waits for the client's
     # delayed ACK (tens of milliseconds per response on keep-alive connections).
@@ -69,7 +83,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif path == "/api/classify":
             self._method_not_allowed("POST")
         else:
-            self._send_error(404, "NotFound", f"no such page or endpoint: {path[:100]}")
+            self.send_json_error(404, "NotFound", f"no such page or endpoint: {path[:100]}")
 
     def do_POST(self) -> None:  # noqa: N802
         self._body_consumed = False
@@ -94,13 +108,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             elif exc.status >= 500:
                 self.close_connection = True
             extra = {"Allow": "GET"} if exc.status == 405 else None
-            self._send_error(exc.status, exc.error, exc.reason, extra=extra)
+            self.send_json_error(exc.status, exc.error, exc.reason, extra=extra)
         except OSError:
             raise  # the connection failed: nobody to answer (handle_error logs one line)
         except Exception:  # a bug of ours: the stack trace goes to the log, never into the response
             log.exception("unexpected error in %s %s", self.command, _printable(self.path))
             self.close_connection = True
-            self._send_error(500, "InternalError", "internal server error; the server's log has the details")
+            self.send_json_error(500, "InternalError", "internal server error; the server's log has the details")
 
     def _discard_body(self) -> None:
         text = (self.headers.get("Content-Length") or "").strip()
@@ -123,7 +137,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                                    self.server.options.max_body_bytes)
         except RequestError as exc:
             self.close_connection = True
-            self._send_error(exc.status, exc.error, exc.reason)
+            self.send_json_error(exc.status, exc.error, exc.reason)
             return False
         return super().handle_expect_100()
 
@@ -133,7 +147,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         want_heatmap = _flag(parse_qs(urlsplit(self.path).query, keep_blank_values=True), "heatmap")
         if want_heatmap and not self.server.heatmap:
             raise RequestError(501, "NotImplemented", "this server cannot draw heatmaps (this model has no "
-                               "class-activation map outputs, or this skinedge has no Classifier.explain)")
+                               "class-activation map outputs)")
         options = self.server.options
         length = upload.declared_length(self.headers.get("Content-Length"), self.headers.get("Transfer-Encoding"),
                                         options.max_body_bytes)
@@ -144,11 +158,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         t0 = time.perf_counter()
         try:
             with self.server.work_slot():
-                result = clf.explain(photo) if want_heatmap else clf.classify(photo)
+                prepared = clf.prepare(photo)
+                result = clf.explain(prepared) if want_heatmap else clf.classify(prepared)
                 answer = payload.result_payload(result, clf.labels)
-                heatmap = getattr(result, "heatmap", None)
-                if want_heatmap and heatmap is not None:
-                    answer["heatmap_png"] = payload.overlay_png(photo, heatmap, clf.limits)
+                if want_heatmap:
+                    answer["heatmap_png"] = payload.overlay_png(prepared.image, result.heatmap)
+        except RequestError:
+            raise  # the server's own refusal (busy): already an answer
+        except ClassifierClosedError:
+            if self.server.stopping.is_set():  # the Classifier was closed under us: the server is stopping
+                raise RequestError(503, "ServiceUnavailable", "the server is shutting down") from None
+            raise
         except ImageTooLargeError as exc:
             raise RequestError(413, type(exc).__name__, exc.reason) from None
         except ImageError as exc:
@@ -156,17 +176,13 @@ class RequestHandler(BaseHTTPRequestHandler):
         except SkinedgeError as exc:  # the model failed to run: the server's problem, logged in full
             log.error("classify failed: %s", exc)
             raise RequestError(500, type(exc).__name__, "the model failed to run this photo") from None
-        except RuntimeError:
-            if self.server.stopping.is_set():  # the Classifier was closed under us: the server is stopping
-                raise RequestError(503, "ServiceUnavailable", "the server is shutting down") from None
-            raise
         answer["server_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         self._send_json(200, answer)
 
     def _live(self, path: str) -> None:
         live = self.server.live
         if live is None:
-            self._send_error(404, "NotFound", "no live view: start the server with --camera SOURCE")
+            self.send_json_error(404, "NotFound", "no live view: start the server with --camera SOURCE")
         elif path == "/api/live":
             self._send_json(200, live.snapshot())
         else:
@@ -179,12 +195,12 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _refuse_when_stopping(self) -> bool:
         if self.server.stopping.is_set():
             self.close_connection = True
-            self._send_error(503, "ServiceUnavailable", "the server is shutting down")
+            self.send_json_error(503, "ServiceUnavailable", "the server is shutting down")
             return True
         return False
 
     def _method_not_allowed(self, allow: str) -> None:
-        self._send_error(405, "MethodNotAllowed", f"{self.command} is not allowed here; use {allow}",
+        self.send_json_error(405, "MethodNotAllowed", f"{self.command} is not allowed here; use {allow}",
                          extra={"Allow": allow})
 
     def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
@@ -207,7 +223,19 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(body).encode(), "application/json", extra)
 
-    def _send_error(self, status: int, error: str, reason: str, extra: dict[str, str] | None = None) -> None:
+    def send_stream_head(self, content_type: str) -> None:
+        """Start a response whose body is streamed after (the live MJPEG view): status 200, ``content_type``,
+        the security headers every response carries, and ``Connection: close`` (the stream ends with it)."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def send_json_error(self, status: int, error: str, reason: str, extra: dict[str, str] | None = None) -> None:
+        """Refuse with the JSON error body (``{"error", "reason", "status"}``) and one log line."""
         log.warning("%s %s %s -> %d %s: %s", self.client_address[0], self.command, _printable(self.path), status,
                     error, _printable(reason, 300))
         self._logged = True
@@ -226,7 +254,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.command = ""
         if not hasattr(self, "path"):
             self.path = ""
-        self._send_error(code, phrase.replace(" ", ""), message or phrase)
+        self.send_json_error(code, phrase.replace(" ", ""), message or phrase)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if getattr(self, "_logged", False):  # refusals already have their one line

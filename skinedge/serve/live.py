@@ -141,18 +141,13 @@ def encode_jpeg(frame: Any) -> bytes:
 
 def stream_mjpeg(handler: Any, live: LiveFeed, stopping: threading.Event) -> None:
     """``GET /api/live.mjpg``: ``multipart/x-mixed-replace`` JPEG frames until the client leaves,
-    the feed ends or the server stops."""
+    the feed ends or the server stops. ``handler`` is the request's ``RequestHandler`` (its public
+    ``send_stream_head`` / ``send_json_error``: the same headers as every other response)."""
     if not live.viewers.acquire(blocking=False):
-        handler._send_error(503, "ServiceUnavailable", f"{MAX_VIEWERS} live viewers already connected")
+        handler.send_json_error(503, "ServiceUnavailable", f"{MAX_VIEWERS} live viewers already connected")
         return
     try:
-        handler.close_connection = True
-        handler.send_response(200)
-        handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
-        handler.send_header("Cache-Control", "no-store")
-        handler.send_header("X-Content-Type-Options", "nosniff")
-        handler.send_header("Connection", "close")
-        handler.end_headers()
+        handler.send_stream_head(f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
         seq = 0
         while not stopping.is_set():
             got = live.wait_jpeg(seq, timeout_s=1.0)

@@ -7,24 +7,18 @@ import io
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from skinedge.classifier import DISCLAIMER, ClassificationResult, Classifier
-from skinedge.preprocess import decode
+from skinedge.model_info import ModelInfo
 
 #: Longest side of the heatmap overlay image sent to the page (the photo is only shown, not analysed).
 OVERLAY_MAX_SIDE = 512
 
 
 def supports_heatmap(classifier: Classifier) -> bool:
-    """True when this skinedge and this model can explain a result (``Classifier.explain``, the
-    ``skinedge.explain`` module and class-activation map outputs in the model)."""
-    if not callable(getattr(classifier, "explain", None)) or not getattr(classifier, "has_class_maps", True):
-        return False
-    try:
-        from skinedge.explain import overlay  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the model can explain a result (it has class-activation map outputs)."""
+    return classifier.has_class_maps
 
 
 def result_payload(result: ClassificationResult, labels: tuple[str, ...]) -> dict[str, Any]:
@@ -44,22 +38,10 @@ def error_payload(status: int, error: str, reason: str, source: str | None = Non
 
 
 def model_info(classifier: Classifier, *, heatmap: bool, live: bool, max_body_bytes: int) -> dict[str, Any]:
-    """``GET /api/info``: the model's metadata and what this server offers."""
-    md = classifier.metadata
+    """``GET /api/info``: the model's :class:`~skinedge.model_info.ModelInfo` (the keys of ``skinedge info
+    --json``; the model's file name, not the server's path to it) and what this server offers."""
     return {
-        "model": classifier.model_path.name,  # the name only: the server's paths stay on the server
-        "model_sha256": classifier.model_sha256,
-        "name": md.name if md else "",
-        "description": md.description if md else "",
-        "labels": list(classifier.labels),
-        "abstain_threshold": classifier.abstain_threshold,
-        "output_kind": classifier.output_kind,
-        "temperature": classifier.temperature,
-        "preprocess": classifier.spec.to_dict(),
-        "backend": f"{classifier.backend.name} {classifier.backend.version}",
-        "delegate": classifier.delegate.describe(),
-        "threads": classifier.num_threads,
-        "metadata": md.to_dict() if md else None,
+        **ModelInfo.of(classifier).to_dict(public=True),
         "disclaimer": DISCLAIMER,
         "heatmap": heatmap,
         "live": live,
@@ -70,13 +52,15 @@ def model_info(classifier: Classifier, *, heatmap: bool, live: bool, max_body_by
     }
 
 
-def overlay_png(photo: bytes, heatmap: np.ndarray, limits: Any) -> str:
-    """The heatmap drawn over the uploaded photo (scaled to at most ``OVERLAY_MAX_SIDE``), as base64 PNG."""
+def overlay_png(image: Image.Image, heatmap: np.ndarray) -> str:
+    """The heatmap drawn over ``image`` (the decoded upload, ``Prepared.image``: no second decode), scaled to
+    at most ``OVERLAY_MAX_SIDE``, as base64 PNG."""
     from skinedge.explain import overlay
 
     side = OVERLAY_MAX_SIDE
-    image = decode(photo, draft_size=(side, side), limits=limits)
-    image.thumbnail((side, side))
+    if max(image.size) > side:
+        image = image.copy()
+        image.thumbnail((side, side))
     buffer = io.BytesIO()
     # Fastest zlib level: ~4x quicker than the default for ~15% more bytes, on a page served over a LAN.
     overlay(image, heatmap).save(buffer, format="PNG", compress_level=1)

@@ -11,6 +11,8 @@ import time
 from email.message import Message
 from typing import BinaryIO
 
+from skinedge.errors import SkinedgeError
+
 #: Content types taken as a raw image body (the decoder sniffs the actual format from the bytes).
 RAW_TYPES = ("application/octet-stream",)
 MULTIPART_TYPE = "multipart/form-data"
@@ -19,14 +21,15 @@ FILE_FIELDS = ("image", "file", "photo")
 _CHUNK = 64 * 1024
 
 
-class RequestError(Exception):
-    """A request the server refuses: ``status`` is the HTTP status, ``reason`` the client's message."""
+class RequestError(SkinedgeError):
+    """A request the server refuses: ``status`` is the HTTP status, ``error`` its kind, ``reason`` the client's
+    message (``source`` is ``"<request>"``)."""
 
     def __init__(self, status: int, error: str, reason: str) -> None:
-        super().__init__(f"{status} {error}: {reason}")
+        super().__init__("<request>", reason)
+        self.args = (f"{status} {error}: {reason}",)  # str(): the status line a log shows
         self.status = status
         self.error = error
-        self.reason = reason
 
 
 def media_type(content_type: str | None) -> tuple[str, Message]:

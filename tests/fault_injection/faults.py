@@ -186,6 +186,7 @@ PATCHES = [
 # -- source mutations (applied to a copy of the repository) ---------------------------------------------------------
 
 P, C, M, B = "skinedge/preprocess.py", "skinedge/classifier.py", "skinedge/metadata.py", "skinedge/backend.py"
+PP = "skinedge/postprocess.py"
 
 SOURCES = [
     # input quantization / normalisation
@@ -217,29 +218,30 @@ SOURCES = [
            (("return (values - zero) * scale if scale else values",
              "return (values - zero) / scale if scale else values"),)),
     # calibration and abstention
-    Source("temperature_multiplied", "calibration", "softmax(logits * T) instead of logits / T", C,
-           (("z = logits.astype(np.float64) / temperature", "z = logits.astype(np.float64) * temperature"),)),
+    Source("temperature_multiplied", "calibration", "softmax(logits * T) instead of logits / T", PP,
+           (("z = np.asarray(logits).astype(np.float64) / temperature",
+             "z = np.asarray(logits).astype(np.float64) * temperature"),)),
     Source("temperature_ignored", "calibration", "the metadata's temperature never read (1.0)", C,
            (("self.temperature = self.metadata.temperature if self.metadata else 1.0", "self.temperature = 1.0"),)),
-    Source("abstain_comparison_flipped", "abstention", "uncertain when the top score is ABOVE the threshold", C,
-           (("uncertain=bool(scores[best] < self.abstain_threshold)",
-             "uncertain=bool(scores[best] > self.abstain_threshold)"),)),
-    Source("abstain_inclusive", "abstention", "uncertain when the top score equals the threshold", C,
-           (("uncertain=bool(scores[best] < self.abstain_threshold)",
-             "uncertain=bool(scores[best] <= self.abstain_threshold)"),)),
+    Source("abstain_comparison_flipped", "abstention", "uncertain when the top score is ABOVE the threshold", PP,
+           (("float(np.max(scores)) < threshold", "float(np.max(scores)) > threshold"),)),
+    Source("abstain_inclusive", "abstention", "uncertain when the top score equals the threshold", PP,
+           (("float(np.max(scores)) < threshold", "float(np.max(scores)) <= threshold"),)),
     Source("abstain_on_uncalibrated_scores", "abstention", "the threshold compared with the uncalibrated softmax", C,
-           (("uncertain=bool(scores[best] < self.abstain_threshold)",
-             "uncertain=bool(softmax(np.log(np.maximum(scores, 1e-300)) * self.temperature)[best]"
-             " < self.abstain_threshold)"),)),
+           (("reason = decide(scores, gates, quality, opts)",
+             "reason = decide(softmax(np.log(np.maximum(scores, 1e-300)) * self.temperature),"
+             " gates, quality, opts)"),)),
     Source("abstain_threshold_from_metadata_ignored", "abstention", "the metadata's abstain threshold never read (0)",
-           C, (("(self.metadata.abstain_threshold if self.metadata else 0.0)", "(0.0)"),)),
+           C, (("(self.metadata.abstain_threshold if self.metadata else 0.0)", "(0.0)"),
+               ("= self.metadata.abstain_threshold if self.metadata else 0.0", "= 0.0"))),
     # ranking and labels
-    Source("ranking_ascending", "ranking", "classes ranked worst first", C,
+    Source("ranking_ascending", "ranking", "classes ranked worst first", PP,
            (('order = np.argsort(-scores, kind="stable")', 'order = np.argsort(scores, kind="stable")'),)),
     Source("top_k_one_short", "ranking", "top_k lists k - 1 classes", C,
-           (("for i in order[: self.top_k]", "for i in order[: self.top_k - 1]"),)),
-    Source("score_threshold_exclusive", "ranking", "a class scoring exactly the threshold is left out", C,
-           (("if scores[i] >= self.score_threshold", "if scores[i] > self.score_threshold"),)),
+           (("ranked(scores, opts.top_k, opts.score_threshold)",
+             "ranked(scores, opts.top_k - 1, opts.score_threshold)"),)),
+    Source("score_threshold_exclusive", "ranking", "a class scoring exactly the threshold is left out", PP,
+           (("order[scores[order] >= score_threshold]", "order[scores[order] > score_threshold]"),)),
     Source("top_label_shifted", "ranking", "the top class named by the next label", C,
            (("label=self.labels[best],", "label=self.labels[(best + 1) % len(self.labels)],"),)),
     Source("top_k_labels_shifted", "ranking", "top_k entries named by the previous label", C,
@@ -250,11 +252,13 @@ SOURCES = [
              "return tuple(sorted(line.strip() for line in text.splitlines() if line.strip()))"),)),
     # timings
     Source("timings_decode_preprocess_swapped", "timings", "decode_ms and preprocess_ms swapped", C,
-           (("Timings(decode_ms, resize_ms, invoke_ms)", "Timings(resize_ms, decode_ms, invoke_ms)"),)),
+           (("Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)",
+             "Timings(prepared.resize_ms, prepared.decode_ms, invoke_ms)"),)),
     Source("timings_preprocess_invoke_swapped", "timings", "preprocess_ms and invoke_ms swapped (the issue's)", C,
-           (("Timings(decode_ms, resize_ms, invoke_ms)", "Timings(decode_ms, invoke_ms, resize_ms)"),)),
-    Source("timings_preprocess_in_seconds", "timings", "decode/preprocess in seconds, not ms", C,
-           (("return pixels, (t1 - t0) * 1000, (t2 - t1) * 1000", "return pixels, (t1 - t0), (t2 - t1)"),)),
+           (("Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)",
+             "Timings(prepared.decode_ms, invoke_ms, prepared.resize_ms)"),)),
+    Source("timings_preprocess_in_seconds", "timings", "decode/preprocess in seconds, not ms", P,
+           (("tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full)", "tensor, (t1 - t0), (t2 - t1), full)"),)),
     Source("timings_invoke_in_seconds", "timings", "invoke_ms in seconds", C,
            (("invoke_ms = (time.perf_counter() - t) * 1000", "invoke_ms = (time.perf_counter() - t)"),)),
     Source("timings_total_without_heatmap", "timings", "total_ms leaves out heatmap_ms", C,
@@ -262,10 +266,8 @@ SOURCES = [
              "return self.decode_ms + self.preprocess_ms + self.invoke_ms"),)),
     Source("timings_json_preprocess_is_invoke", "timings", "JSON 'preprocess' reports invoke_ms", C,
            (('"preprocess": round(self.timings.preprocess_ms, 3)', '"preprocess": round(self.timings.invoke_ms, 3)'),)),
-    Source("explain_timings_swapped", "timings", "explain: decode and preprocess intervals swapped",
-           "skinedge/explain.py",
-           (("Timings((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)",
-             "Timings((t2 - t1) * 1000, (t1 - t0) * 1000, (t3 - t2) * 1000)"),)),
+    Source("explain_heatmap_ms_in_seconds", "timings", "explain: heatmap_ms in seconds, not ms", C,
+           (("heatmap_ms=(time.perf_counter() - t) * 1000", "heatmap_ms=(time.perf_counter() - t)"),)),
     # resizing and cropping
     Source("resize_filter_table_wrong", "resizing", "'bilinear' maps to Pillow's bicubic", P,
            (('"bilinear": Image.Resampling.BILINEAR,', '"bilinear": Image.Resampling.BICUBIC,'),)),
@@ -284,11 +286,12 @@ SOURCES = [
              " width=int(self._input['shape'][2]))\n"),)),
     # decoding, orientation, transparency
     Source("exif_orientation_skipped", "orientation", "EXIF orientation never applied", P,
-           (("if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:", "if False:"),)),
+           (("if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:", "if False:"),
+            ("if orientation != 1:", "if False:"))),
     Source("jpeg_draft_one_scale_too_small", "decoding", "JPEG draft target halved: decoded below the input size", P,
            (("side = max(draft_size)", "side = max(draft_size) // 2"),)),
-    Source("jpeg_draft_never", "decoding", "the classifier never drafts JPEGs (full decode, other pixels)", C,
-           (("draft = (self.spec.width, self.spec.height) if self.spec.jpeg_draft else None", "draft = None"),)),
+    Source("jpeg_draft_never", "decoding", "JPEGs never drafted (full decode, other pixels)", P,
+           (("draft = (spec.width, spec.height) if spec.jpeg_draft else None", "draft = None"),)),
     Source("gray16_rounded_not_shifted", "decoding", "16-bit gray rounded to 8 bits instead of its top 8 bits", P,
            (("arr.astype(np.int64) >> 8", "(arr.astype(np.int64) + 128) >> 8"),)),
     Source("float_gray_not_clipped", "decoding", "float grayscale cast to uint8 without clipping (wraps)", P,
@@ -299,8 +302,8 @@ SOURCES = [
     Source("alpha_rgba_dropped", "transparency", "RGBA not treated as transparent: alpha dropped", P,
            (('has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La")',
              'has_alpha = mode in ("LA", "PA", "RGBa", "La")'),)),
-    Source("spec_background_not_passed", "transparency", "the classifier composites over white whatever the spec says",
-           C, (("background=self.spec.alpha_background", "background=(255, 255, 255)"),)),
+    Source("spec_background_not_passed", "transparency", "photos composited over white whatever the spec says",
+           P, (("background=spec.alpha_background", "background=(255, 255, 255)"),)),
 ]
 
 ALL = {f.name: f for f in [*SOURCES, *PATCHES]}

@@ -19,6 +19,7 @@ import numpy as np
 
 from skinedge import Classifier
 from skinedge.evaluation import bootstrap_ci
+from skinedge.postprocess import softmax
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = {"Lite0": ROOT / "models" / "run-efficientnet-lite0", "MobileNetV2": ROOT / "models" / "run"}
@@ -27,11 +28,6 @@ RUNS = {"Lite0": ROOT / "models" / "run-efficientnet-lite0", "MobileNetV2": ROOT
 def _labels(run: Path, split: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
     files = (run / f"{split}_files.txt").read_text().split()
     return files, np.asarray([classes.index(Path(f).parts[1]) for f in files])
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def _cell(y: np.ndarray, pred: np.ndarray) -> str:
@@ -61,7 +57,7 @@ def main() -> None:
             rows.append((split, "  photos whose top-1 the flip changes", str(changed)))
     for split in ("val", "test"):
         _, y = _labels(RUNS["Lite0"], split, classes)
-        probs = {f"{name} {stage}": _softmax(np.load(run / stage / f"logits_{split}.npy"))
+        probs = {f"{name} {stage}": softmax(np.load(run / stage / f"logits_{split}.npy"))
                  for name, run in RUNS.items() for stage in ("stage2", "stage3")}
         for combo in (("Lite0 stage3", "MobileNetV2 stage3"), ("Lite0 stage2", "Lite0 stage3"),
                       ("Lite0 stage2", "Lite0 stage3", "MobileNetV2 stage2", "MobileNetV2 stage3")):

@@ -36,7 +36,7 @@ LEVELS = {
 }
 #: Which measure answers which degradation (and the direction that is bad).
 MEASURES = {"blur": ("sharpness", "min"), "dark": ("brightness", "min"),
-            "overexposed": ("bright_fraction", "max"), "haze": ("contrast", "min")}
+            "overexposed": ("bright_fraction", "max"), "haze": ("contrast", "min")}  # haze: bright photos only
 
 
 def degrade(img: Image.Image, kind: str, level: float) -> Image.Image:
@@ -112,7 +112,7 @@ def main() -> None:
             print(f"  level {row['level']:<6} accuracy {row['accuracy']:.3f}  rejected {row['rejected']:.1%}"
                   f"{'  (judgeable)' if row['judgeable'] else ''}{'  (unjudgeable)' if row['unjudgeable'] else ''}")
     field = {"sharpness": "min_sharpness", "brightness": "min_brightness", "bright_fraction": "max_bright_fraction",
-             "contrast": "min_contrast"}
+             "contrast": "min_washed_contrast"}
     t = QualityThresholds(**{field[c["measure"]]: c["threshold"] for c in chosen.values()})
     combined = {kind: [round(float(np.mean([bool(problems(_q(r), t)) for r in lv])), 4)
                        for lv in result["rows"][kind]] for kind in LEVELS}

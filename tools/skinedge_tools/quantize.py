@@ -24,8 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from skinedge.backend import create_interpreter, invoke_once
-from skinedge.classifier import Classifier, softmax
+from skinedge.classifier import Classifier
 from skinedge.metadata import LABELS_NAME, ModelMetadata, pack
+from skinedge.postprocess import softmax
 from skinedge.selftest import encode_vectors
 from skinedge_tools import class_maps
 from skinedge_tools import data as data_mod
@@ -96,11 +97,6 @@ def _runtime_outputs(path: Path, x: np.ndarray, threads: int = 2) -> np.ndarray:
     """What the skinedge runtime reads from the file at ``path`` for each image (dequantized, uncalibrated)."""
     with Classifier(path, num_threads=threads) as clf:
         return np.stack([clf.raw_output(img) for img in x])
-
-
-def _softmax_rows(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """The runtime's softmax (:func:`skinedge.classifier.softmax`) of each row."""
-    return np.stack([softmax(row, temperature) for row in z])
 
 
 # ---------------------------------------------------------------- what a rebuild reports
@@ -309,7 +305,7 @@ def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str)
         val_logits, test_logits = _runtime_outputs(probe_path, data.x_val), _runtime_outputs(probe_path, data.x_test)
         if data.x_val_out is None:
             temperature = ev.fit_temperature(val_logits, data.val.labels)
-            abstain = ev.pick_abstain_threshold(_softmax_rows(val_logits, temperature), data.val.labels)
+            abstain = ev.pick_abstain_threshold(softmax(val_logits, temperature), data.val.labels)
             return Measured(val_logits, test_logits, temperature, abstain)
         val_out = {n: _runtime_outputs(probe_path, x) for n, x in data.x_val_out.items()}
         test_out = {n: _runtime_outputs(probe_path, x) for n, x in data.x_test_out.items()}
@@ -319,7 +315,7 @@ def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str)
     temperature = ev.fit_temperature(np.concatenate([val_logits, *val_out.values()]),
                                      np.concatenate([data.val.labels, *y_out]))
     choice = gates_mod.choose_thresholds(
-        _softmax_rows(val_logits, temperature), {n: _softmax_rows(v, temperature) for n, v in val_out.items()},
+        softmax(val_logits, temperature), {n: softmax(v, temperature) for n, v in val_out.items()},
         k, data.gate_labels,
     )
     log.info("gates chosen on val: %s", choice)
@@ -341,7 +337,7 @@ def _summary(data: RebuildData, m: Measured, m_test: dict, m_val: dict, gates: d
         "val_accuracy": round(m_val["accuracy"], 4),
         "val_macro_f1": round(m_val["macro_f1"], 4),
         **extra,
-        "test_ece_uncalibrated": round(ev.ece(_softmax_rows(m.test_logits[:, :k]), data.test.labels), 4),
+        "test_ece_uncalibrated": round(ev.ece(softmax(m.test_logits[:, :k]), data.test.labels), 4),
         "test_ece_calibrated": round(m_test["ece"], 4),
         "test_n": int(len(data.test.labels)),
         "calibration_temperature": round(m.temperature, 6),
@@ -357,7 +353,7 @@ def _gates_measured(data: RebuildData, m: Measured) -> dict[str, Any] | None:
     for split, logits, labels, outs in (("val", m.val_logits, data.val.labels, m.val_out_logits),
                                         ("test", m.test_logits, data.test.labels, m.test_out_logits)):
         out[split] = gates_mod.measure(
-            _softmax_rows(logits, m.temperature), labels, {n: _softmax_rows(v, m.temperature) for n, v in outs.items()},
+            softmax(logits, m.temperature), labels, {n: softmax(v, m.temperature) for n, v in outs.items()},
             k, data.gate_labels, c.abstain_threshold, c.gate_thresholds,
         )
     return out
@@ -404,7 +400,7 @@ def package(
     path = out_dir / name
     path.write_bytes(blob)
     (out_dir / (name + ".sha256")).write_text(f"{hashlib.sha256(blob).hexdigest()}  {name}\n")
-    test_probs = _softmax_rows(m.test_logits, m.temperature)
+    test_probs = softmax(m.test_logits, m.temperature)
     tail_error = _check_shipped(path, data.x_test, test_probs, m.test_logits)
     class_probs, gate_probs = gates_mod.split_scores(test_probs, k)
     gate_t = np.array([final.gate_thresholds[g] for g in final.gate_labels])
@@ -422,9 +418,9 @@ def package(
         test_pred=m.test_logits[:, :k].argmax(1).tolist(),
         test_top_score=[round(float(v), 6) for v in class_probs.max(1)],
         val_pred=m.val_logits[:, :k].argmax(1).tolist(),
-        test_ece_uncalibrated=round(ev.ece(_softmax_rows(m.test_logits[:, :k]), data.test.labels), 4),
-        val_ece_uncalibrated=ev.ece(_softmax_rows(m.val_logits[:, :k]), data.val.labels),
-        val_ece_calibrated=ev.ece(_softmax_rows(m.val_logits[:, :k], m.temperature), data.val.labels),
+        test_ece_uncalibrated=round(ev.ece(softmax(m.test_logits[:, :k]), data.test.labels), 4),
+        val_ece_uncalibrated=ev.ece(softmax(m.val_logits[:, :k]), data.val.labels),
+        val_ece_calibrated=ev.ece(softmax(m.val_logits[:, :k], m.temperature), data.val.labels),
         gates=gates,
         test_answered=test_answered.tolist() if gates else None,
     )

@@ -18,6 +18,7 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from skinedge_tools import evaluate as ev  # noqa: E402
 from skinedge_tools import stats  # noqa: E402
 from skinedge_tools.artifacts import artifact_names, run_backbone  # noqa: E402
+from skinedge_tools.report_common import fmt_ci, labels_of, per_source  # noqa: E402
 
 CURVES = (
     ("accuracy", "Accuracy"),
@@ -32,11 +33,6 @@ def read_history(path: Path) -> dict[str, list[float]]:
     with open(path) as f:
         rows = list(csv.DictReader(f))
     return {k: [float(r[k]) for r in rows] for k in rows[0]} if rows else {}
-
-
-def _labels_of(run_dir: Path, split: str, classes: list[str]) -> tuple[list[str], np.ndarray]:
-    files = (run_dir / f"{split}_files.txt").read_text().split()
-    return files, np.asarray([classes.index(Path(f).parts[1]) for f in files])
 
 
 def plot_curves(history: dict[str, list[float]], title: str, out: Path) -> None:
@@ -78,42 +74,6 @@ def plot_coverage(curves: dict[str, list[dict[str, float]]], chosen: float, out:
     plt.close(fig)
 
 
-def _fmt_ci(ci: dict[str, float]) -> str:
-    return f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
-
-
-def _per_source(
-    manifest: Path, files: list[str], y: np.ndarray, pred: np.ndarray
-) -> list[tuple[str, int, float, float]]:
-    if not manifest.exists():
-        return []
-    with open(manifest) as f:
-        source_of = {r["path"]: r["source_repo"] for r in csv.DictReader(f)}
-    src = np.asarray([source_of.get(p, "?") for p in files])
-    rows = []
-    for s in sorted(set(src)):
-        m = src == s
-        rows.append(
-            (
-                s,
-                int(m.sum()),
-                float(stats.accuracy_batch(y[m], pred[m])),
-                float(stats.macro_f1_batch(y[m], pred[m])),
-            )
-        )
-    return rows
-
-
-#: Sources with fewer test photos are left out of the per-source gap (too few photos for an accuracy).
-MIN_SOURCE_PHOTOS = 10
-
-
-def _source_gap(rows: list[tuple[str, int, float, float]]) -> float | None:
-    """Best minus worst per-source accuracy of ``_per_source`` rows, over sources with enough photos."""
-    acc = [a for _, n, a, _ in rows if n >= MIN_SOURCE_PHOTOS]
-    return max(acc) - min(acc) if acc else None
-
-
 @dataclass
 class _Inputs:
     """What every section of the report reads: the run, its rebuild report, labels and per-stage predictions."""
@@ -135,8 +95,8 @@ def _load(run_dir: Path, models_dir: Path, fig_dir: Path) -> tuple[dict[str, Any
     cfg = json.loads((run_dir / "config.json").read_text())
     classes = list(cfg["classes"])
     rb = json.loads((models_dir / artifact_names(run_backbone(cfg))["report"]).read_text())
-    test_files, y_test = _labels_of(run_dir, "test", classes)
-    _, y_val = _labels_of(run_dir, "val", classes)
+    test_files, y_test = labels_of(run_dir, "test", classes)
+    _, y_val = labels_of(run_dir, "val", classes)
     stages = [s["name"] for s in cfg["stages"]]
     logits_test = {s: np.load(run_dir / s / "logits_test.npy") for s in stages}
     pred = {s: logits_test[s].argmax(1) for s in stages}
@@ -178,7 +138,7 @@ def _stages_table(d: _Inputs) -> list[str]:
         acc = stats.bootstrap_ci(d.y_test, d.pred[s], "accuracy")
         f1 = stats.bootstrap_ci(d.y_test, d.pred[s], "macro_f1")
         w(
-            f"| {s} (float, Keras) | {mv['accuracy']:.3f} | {mv['macro_f1']:.3f} | {_fmt_ci(acc)} | {_fmt_ci(f1)} "
+            f"| {s} (float, Keras) | {mv['accuracy']:.3f} | {mv['macro_f1']:.3f} | {fmt_ci(acc)} | {fmt_ci(f1)} "
             f"| {mt['ece']:.3f} |"
         )
     for kind, name in (("float32", "float32 tflite"), ("int8", "int8")):
@@ -187,7 +147,7 @@ def _stages_table(d: _Inputs) -> list[str]:
         f1 = stats.bootstrap_ci(d.y_test, d.pred[name], "macro_f1")
         w(
             f"| stage3 {kind} .tflite (runtime) | {r['val']['accuracy']:.3f} | {r['val']['macro_f1']:.3f} | "
-            f"{_fmt_ci(acc)} | {_fmt_ci(f1)} | {r['test']['ece']:.3f} (calibrated) |"
+            f"{fmt_ci(acc)} | {fmt_ci(f1)} | {r['test']['ece']:.3f} (calibrated) |"
         )
     w("")
     w("Bootstrap: 2,000 percentile resamples of the test images. ECE: 15 equal-width bins.\n")
@@ -328,7 +288,7 @@ def _per_class(d: _Inputs) -> list[str]:
 
 
 def _per_source_section(d: _Inputs, manifest: Path) -> list[str]:
-    rows = _per_source(manifest, d.test_files, d.y_test, d.pred["int8"])
+    rows = per_source(manifest, d.test_files, d.y_test, d.pred["int8"])
     if not rows:
         return []
     lines = [

@@ -18,6 +18,7 @@ import numpy as np
 
 from skinedge_tools import stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names, run_backbone
+from skinedge_tools.report_common import MIN_SOURCE_PHOTOS, per_source, source_gap
 
 PAPER = "mobilenetv2"
 
@@ -132,9 +133,8 @@ def _per_class_rows(backbones: list[Backbone], classes: list[str]) -> list[str]:
 def _per_source_rows(backbones: list[Backbone], manifest: Path | None) -> list[str]:
     if manifest is None or not manifest.exists():
         return []
-    from skinedge_tools.report import MIN_SOURCE_PHOTOS, _per_source, _source_gap  # one per-source split and gap
 
-    per = {b.name: _per_source(manifest, b.test_files, b.y_test, b.pred("int8")) for b in backbones}
+    per = {b.name: per_source(manifest, b.test_files, b.y_test, b.pred("int8")) for b in backbones}
     sources = [row[0] for row in per[backbones[0].name]]
     head = " | ".join(b.title for b in backbones)
     lines = [
@@ -147,7 +147,7 @@ def _per_source_rows(backbones: list[Backbone], manifest: Path | None) -> list[s
     for i, s in enumerate(sources):
         lines.append(f"| {s} | {per[backbones[0].name][i][1]} | "
                      + " | ".join(f"{per[b.name][i][2]:.3f}" for b in backbones) + " |")
-    gaps = [f"{_source_gap(per[b.name]):.3f}" for b in backbones]
+    gaps = [f"{source_gap(per[b.name]):.3f}" for b in backbones]
     lines += [f"| **gap** (sources with >= {MIN_SOURCE_PHOTOS} photos) | | {' | '.join(gaps)} |", ""]
     return lines
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from skinedge.classifier import softmax
-from skinedge_tools import stats
+from skinedge.postprocess import softmax
+from skinedge_tools import report_common, stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, run_backbone
-from skinedge_tools.report import _fmt_ci, _labels_of, _per_source, _source_gap
+from skinedge_tools.report_common import fmt_ci, labels_of, per_source
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,10 @@ class Trial:
     stage3: dict
 
 
-def _softmax_rows(z: np.ndarray) -> np.ndarray:
-    return np.stack([softmax(row) for row in z])  # the runtime's softmax, row by row
-
-
 def load(run_dir: Path, name: str | None = None) -> Trial:
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
-    (fv, yv), (ft, yt) = (_labels_of(run_dir, split, cfg["classes"]) for split in ("val", "test"))
+    (fv, yv), (ft, yt) = (labels_of(run_dir, split, cfg["classes"]) for split in ("val", "test"))
     s3 = run_dir / cfg["stages"][-1]["name"]
     return Trial(
         name or run_dir.name,
@@ -52,8 +48,8 @@ def load(run_dir: Path, name: str | None = None) -> Trial:
         ft,
         yv,
         yt,
-        _softmax_rows(np.load(s3 / "logits_val.npy")),
-        _softmax_rows(np.load(s3 / "logits_test.npy")),
+        softmax(np.load(s3 / "logits_val.npy")),
+        softmax(np.load(s3 / "logits_test.npy")),
         json.loads((s3 / "stage.json").read_text()),
     )
 
@@ -77,12 +73,12 @@ def changes(cfg: dict) -> str:
 
 
 def ci(y: np.ndarray, pred: np.ndarray) -> str:
-    return _fmt_ci(stats.bootstrap_ci(y, pred, "macro_f1"))
+    return fmt_ci(stats.bootstrap_ci(y, pred, "macro_f1"))
 
 
 def source_gap(manifest: Path | None, files: list[str], y: np.ndarray, pred: np.ndarray) -> str:
-    """The report's per-source gap (``report._source_gap``) as a cell; ``-`` without a manifest."""
-    gap = _source_gap(_per_source(manifest, files, y, pred)) if manifest is not None else None
+    """The report's per-source gap (``report_common.source_gap``) as a cell; ``-`` without a manifest."""
+    gap = report_common.source_gap(per_source(manifest, files, y, pred)) if manifest is not None else None
     return "-" if gap is None else f"{gap:.3f}"
 
 

@@ -16,7 +16,7 @@ sk = pytest.importorskip("sklearn.metrics", reason="the reference figures come f
 from skinedge_tools import report_trials  # noqa: E402
 
 SHIPPED = bundled("efficientnet-lite0").run
-RECORDS = Path(__file__).resolve().parents[1] / "tools" / "experiments" / "results" / "2026-12-02-training-trials"
+RECORDS = Path(__file__).resolve().parents[2] / "tools" / "experiments" / "results" / "2026-12-02-training-trials"
 
 
 def _record(tmp: Path, name: str, logits: dict[str, np.ndarray], **config) -> Path:

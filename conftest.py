@@ -1,13 +1,19 @@
-"""Shared fixtures. Tests that need ../shared (real photos, reference models) skip when it is absent."""
+"""Fixtures shared by both test folders: ``tests/`` (the runtime) and ``tools/tests/`` (the training tools, which
+skip with a reason where the tools are not installed: tools/tests/conftest.py). Tests that need ../shared (real
+photos, reference models) skip when it is absent."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' helper modules (bundled.py...), for both folders
+from bundled import full_rebuild  # noqa: E402
+
 SHARED = Path(os.environ.get("SKINEDGE_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference-models"
 SKIN6 = SHARED / "data" / "skin6"
@@ -73,7 +79,7 @@ def run_tflite():
 
 # ---------------------------------------------------------------- slow builds, in the background
 # Two builds take minutes of TensorFlow: ``skinedge-tools rebuild`` of the committed run (tests/test_bundled_model.py)
-# and the training tools' end-to-end smoke run (tests/test_tools_smoke.py). Each starts as a niced subprocess when
+# and the training tools' end-to-end smoke run (tools/tests/test_tools_smoke.py). Each starts as a niced subprocess when
 # collection finds a test that needs it, and those tests run last: the builds use what the rest of the suite
 # leaves of the 2 cores, and their results are usually ready when they are needed.
 #: Calibration images of the test-mode rebuild. The committed files were calibrated on 500; GPTQ, bias
@@ -82,11 +88,6 @@ def run_tflite():
 #: constants, the answers and the metrics (tests/test_bundled_model.py). ``SKINEDGE_FULL_REBUILD=1`` (implied by
 #: ``SKINEDGE_BUILD_MACHINE=1``) rebuilds with the committed 500 and compares every int8 weight too.
 TEST_MODE_CALIBRATION = 100
-
-
-def full_rebuild() -> bool:
-    """Whether this session rebuilds exactly as the committed files were built (500 calibration images)."""
-    return "1" in (os.environ.get("SKINEDGE_FULL_REBUILD"), os.environ.get("SKINEDGE_BUILD_MACHINE"))
 
 
 def _tools_blocker() -> str | None:
@@ -123,8 +124,6 @@ def _rebuild_blocker() -> str | None:
 
 
 def _rebuild_commands(out: Path) -> list[list[str]]:
-    import sys
-
     from bundled import DEFAULT
 
     args = ["rebuild", "--run", str(DEFAULT.run), "--out", str(out / "models"), "--data", str(SKIN6)]
@@ -141,9 +140,7 @@ def _smoke_blocker() -> str | None:
 
 
 def _smoke_commands(out: Path) -> list[list[str]]:
-    import sys
-
-    return [[sys.executable, str(ROOT / "tests" / "tools_smoke_run.py"), str(out), str(SKIN6), str(WEIGHTS)]]
+    return [[sys.executable, str(ROOT / "tools" / "tests" / "tools_smoke_run.py"), str(out), str(SKIN6), str(WEIGHTS)]]
 
 
 class _Background:
@@ -237,7 +234,7 @@ def rebuilt_models() -> Path:
 
 @pytest.fixture(scope="session")
 def tools_smoke_run() -> Path:
-    """The folder of the training tools' smoke run (tests/tools_smoke_run.py), from its background subprocess:
+    """The folder of the training tools' smoke run (tools/tests/tools_smoke_run.py), from its background subprocess:
     ``run/`` (three stages), ``models/`` (rebuild, GPTQ), ``nearest/`` (rebuild, nearest rounding), ``docs/``
     (report), ``cache/``."""
     return _BUILDS["tools_smoke_run"].finish(timeout=1800)
