@@ -33,11 +33,14 @@ from skinedge.errors import ClassifierClosedError, ImageError, MetadataError, Mo
 from skinedge.metadata import ModelMetadata, read_labels_file
 from skinedge.options import ClassifierOptions
 from skinedge.postprocess import (
+    GATES,
     REASONS,
     calibrate,
     decide,
+    quality_problems,
     ranked,
     softmax,  # noqa: F401  (importable from here, as it always was)
+    split_gates,
 )
 from skinedge.preprocess import (
     DEFAULT_LIMITS,
@@ -49,6 +52,8 @@ from skinedge.preprocess import (
     prepare_photo,
     to_input_tensor,
 )
+from skinedge.quality import PhotoQuality, QualityThresholds, assess
+from skinedge.reasons import describe, live_status
 
 DISCLAIMER = "Scores from a research model, not a medical diagnosis: consult a clinician."
 
@@ -94,8 +99,12 @@ class ClassificationResult:
         reason: None when the result answers; otherwise why not, one of ``skinedge.postprocess.REASONS``:
             ``"poor_photo"``, ``"not_skin"``, ``"other_condition"``, ``"low_confidence"`` (the top score is
             below the abstain threshold; the only reason models without gates give).
-        gates: the model's gate scores by name (empty for models without gates).
-        quality: the photo's measured quality, when measured (None otherwise).
+        gates: the model's gate scores by name (empty for models without gates): e.g. ``not_skin``, the
+            probability that the photo is not a skin photo, and ``other_condition``, that it shows a condition
+            outside the model's classes. ``scores`` are then the classes' share, renormalised.
+        quality: the photo's measured quality (:class:`skinedge.quality.PhotoQuality`), None when not measured.
+        quality_problems: what makes the photo too poor to judge (``"blurred"``, ``"too_dark"``...; see
+            :data:`skinedge.quality.HINTS`), empty when it is fine or the check is off.
     """
 
     source: str
@@ -110,7 +119,8 @@ class ClassificationResult:
     heatmap_label: str | None = None
     reason: str | None = None
     gates: Mapping[str, float] = field(default_factory=dict, hash=False)
-    quality: Any = None
+    quality: PhotoQuality | None = None
+    quality_problems: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # One truth: `uncertain` is "a reason is set". A result built the old way (uncertain=True, no reason)
@@ -130,7 +140,10 @@ class ClassificationResult:
             "score": round(self.score, 6),
             "uncertain": self.uncertain,
             "reason": self.reason,
+            **({"reason_text": describe(self), "live_status": live_status(self)} if self.reason else {}),
             "gates": {name: round(float(v), 6) for name, v in self.gates.items()},
+            **({"quality": {**self.quality.to_dict(), "problems": list(self.quality_problems)}}
+               if self.quality is not None else {}),
             "top_k": [{"label": c.label, "score": round(c.score, 6)} for c in self.top_k],
             "timings_ms": {
                 "decode": round(self.timings.decode_ms, 3),
@@ -334,6 +347,11 @@ class Classifier:
                 )
 
     @property
+    def gate_labels(self) -> tuple[str, ...]:
+        """The model's abstention gates (``not_skin``, ``other_condition``), empty for a plain classifier."""
+        return self.metadata.gate_labels if self.metadata is not None else ()
+
+    @property
     def output_labels(self) -> tuple[str, ...]:
         """What each value of the score output is: the class labels, then the model's abstention gates."""
         return self.labels + (self.metadata.gate_labels if self.metadata is not None else ())
@@ -370,6 +388,12 @@ class Classifier:
         opts = (options if options is not None else self._options).replace(**overrides)
         if opts.abstain_threshold is None:
             opts = opts.replace(abstain_threshold=self.model_abstain_threshold)
+        md = self.metadata
+        for gate in GATES:  # the model's own thresholds for the gates it has (None: it lacks the gate)
+            if getattr(opts, f"{gate}_threshold") is None and md is not None and gate in md.gate_thresholds:
+                opts = opts.replace(**{f"{gate}_threshold": md.gate_thresholds[gate]})
+        if opts.quality is None and md is not None:  # skinedge models: their own limits, else the defaults
+            opts = opts.replace(quality=QualityThresholds.from_dict(md.quality) if md.quality else QualityThresholds())
         return opts.replace(top_k=min(opts.top_k, len(self.labels)))
 
     def _options_for(self, options: ClassifierOptions | None, overrides: dict[str, Any]) -> ClassifierOptions:
@@ -444,14 +468,19 @@ class Classifier:
         return self._run(self._check_pixels(pixels))[0]
 
     def invoke(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the model on one preprocessed ``HxWx3`` uint8 array; return calibrated class scores."""
-        return calibrate(self.raw_output(pixels), self.output_kind, self.temperature)
+        """Run the model on one preprocessed ``HxWx3`` uint8 array; return calibrated class scores (a gated
+        model's gate scores left out: :meth:`invoke_with_gates`)."""
+        return self.invoke_with_gates(pixels)[0]
+
+    def invoke_with_gates(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Calibrated class scores and the gate scores by name (empty without gates), from one invoke."""
+        return split_gates(calibrate(self.raw_output(pixels), self.output_kind, self.temperature), self.gate_labels)
 
     def invoke_with_maps(self, pixels: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Calibrated class scores and every class-activation map output (``h x w x classes`` float32),
         all from one invoke. Without map outputs the dict is empty."""
         values, maps = self._run(self._check_pixels(pixels), with_maps=True)
-        return calibrate(values, self.output_kind, self.temperature), maps
+        return split_gates(calibrate(values, self.output_kind, self.temperature), self.gate_labels)[0], maps
 
     def decode_image(self, image: ImageInput) -> Image.Image:
         """Decode ``image`` to the upright RGB picture the model's spec starts from (JPEG draft scale included)."""
@@ -482,7 +511,7 @@ class Classifier:
         options: ClassifierOptions | None = None,
         *,
         gates: Mapping[str, float] | None = None,
-        quality: Any = None,
+        quality: PhotoQuality | None = None,
     ) -> ClassificationResult:
         """The result for ``scores`` (calibrated, label order): the top class, ``top_k`` past
         ``score_threshold``, and ``reason``/``uncertain`` from :func:`skinedge.postprocess.decide`, under
@@ -505,6 +534,7 @@ class Classifier:
             reason=reason,
             gates=gates,
             quality=quality,
+            quality_problems=quality_problems(quality, opts),
         )
 
     def _finish(self, prepared: Prepared, opts: ClassifierOptions, *, heatmap: bool = False,
@@ -518,10 +548,11 @@ class Classifier:
                              f"by {self.spec}")
         t = time.perf_counter()
         values, maps = self._run(tensor, with_maps=heatmap)
-        scores = calibrate(values, self.output_kind, self.temperature)
+        scores, gates = split_gates(calibrate(values, self.output_kind, self.temperature), self.gate_labels)
         invoke_ms = (time.perf_counter() - t) * 1000
         timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
-        result = self.result_from_scores(prepared.source, scores, timings, opts)
+        quality = assess(prepared.pixels, prepared.full_size)  # ~0.2 ms: the model's own input, measured
+        result = self.result_from_scores(prepared.source, scores, timings, opts, gates=gates, quality=quality)
         if not heatmap:
             return result
         t = time.perf_counter()

@@ -108,6 +108,31 @@ _backend_option = click.option(
 )
 
 
+def _gate_options(command: Any) -> Any:
+    """The thresholds of "knows when not to answer" (each defaults to the model's own), on every command that
+    classifies."""
+    for option in reversed((
+        click.option("--not-skin-threshold", "not_skin", type=click.FloatRange(0, 1), default=None,
+                     help="No answer when the not_skin gate scores at least this (default: the model's own)."),
+        click.option("--other-condition-threshold", "other_condition", type=click.FloatRange(0, 1), default=None,
+                     help="No answer when the other_condition gate (a condition outside the classes) scores at "
+                          "least this (default: the model's own)."),
+        click.option("--quality-check/--no-quality-check", "quality_check", default=True, show_default=True,
+                     help="No answer on photos too poor to judge (blurred, dark, blown out, tiny)."),
+    )):
+        command = option(command)
+    return command
+
+
+def _options(*, top_k: int = 3, threshold: float = 0.0, abstain: float | None = None, not_skin: float | None = None,
+             other_condition: float | None = None, quality_check: bool = True) -> Any:
+    from skinedge.options import ClassifierOptions
+
+    return ClassifierOptions(top_k=top_k, score_threshold=threshold, abstain_threshold=abstain,
+                             not_skin_threshold=not_skin, other_condition_threshold=other_condition,
+                             check_quality=quality_check)
+
+
 def _display_path(path: str) -> str:
     """A bundled model by its package-relative name (skinedge/bundled/...), not this machine's install path."""
     from skinedge.model_io import BUNDLED_MODELS, bundled_model_path
@@ -119,9 +144,15 @@ def _display_path(path: str) -> str:
 
 
 def _format_result(result: Any) -> str:
-    flag = "  [uncertain: below the model's abstain threshold]" if result.uncertain else ""
+    from skinedge.reasons import describe
+
     top = ", ".join(f"{c.label} {c.score:.3f}" for c in result.top_k)
-    return f"{result.source}: {result.label} {result.score:.3f}{flag}\n    top: {top}"
+    if result.reason is None:
+        return f"{result.source}: {result.label} {result.score:.3f}\n    top: {top}"
+    # No answer: say why, and never print a label where the answer would be.
+    gates = "".join(f"; {name} {score:.3f}" for name, score in result.gates.items())
+    return (f"{result.source}: no answer ({result.reason}): {describe(result)}\n"
+            f"    scores, not an answer: {top}{gates}")
 
 
 @main.command()
@@ -135,15 +166,18 @@ def _format_result(result: Any) -> str:
               help="Leave out classes scoring below this.")
 @click.option("--abstain", type=click.FloatRange(0, 1), default=None,
               help="Flag results whose top score is below this as uncertain (default: the model's own).")
+@_gate_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line on stdout.")
-def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, as_json) -> None:
+def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, not_skin, other_condition,
+            quality_check, as_json) -> None:
     """Classify images: files, folders (recursively) and glob patterns.
 
     Bad files are reported on stderr with their reason and the rest are still classified. Exit
     status: 0 if every input was classified, 1 if any failed, 2 for an unusable model, 130 if interrupted.
     """
-    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend, top_k=top_k,
-                           score_threshold=threshold, abstain_threshold=abstain)
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+                           options=_options(top_k=top_k, threshold=threshold, abstain=abstain, not_skin=not_skin,
+                                            other_condition=other_condition, quality_check=quality_check))
     items = list(expand_inputs(paths))
     sources = [i for i in items if not isinstance(i, SkinedgeError)]
     failed = 0
@@ -390,7 +424,12 @@ def info(model, labels, backend, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="Write one row per photo to this file.")
-def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resamples, seed, as_json, csv_path) -> None:
+@click.option("--ood", "ood", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A folder of photos that must not be answered (not skin, conditions outside the classes): "
+                   "answered rate, reasons, AUROC per gate, coverage curve (repeatable).")
+@_gate_options
+def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resamples, seed, as_json, csv_path, ood,
+             not_skin, other_condition, quality_check) -> None:
     """How does the model do on your labelled photos? FOLDER holds one sub-folder per class.
 
     Sub-folders named after the model's labels (any subset; or mapped with --map melanoma=SkinCancer) are
@@ -408,7 +447,8 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
             raise click.BadParameter(f"{entry!r} is not FOLDER=LABEL", param_hint="--map")
         mapping[name] = label
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
-                           abstain_threshold=abstain)
+                           options=_options(abstain=abstain, not_skin=not_skin, other_condition=other_condition,
+                                            quality_check=quality_check))
     csv_file = None
     try:
         if csv_path:  # opened before the photos are classified: a bad path fails in a second, not at the end
@@ -438,7 +478,8 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
             progress.advance()
 
         try:
-            report = evaluate_folder(clf, folder, folder_map=mapping, n_resamples=resamples, seed=seed, on_row=on_row)
+            report = evaluate_folder(clf, folder, folder_map=mapping, n_resamples=resamples, seed=seed, on_row=on_row,
+                                     ood=ood)
         except NothingToEvaluateError as exc:
             click.echo(f"error: {exc}", err=True)
             raise SystemExit(EXIT_FAILED_INPUTS) from None
@@ -492,6 +533,16 @@ def _format_evaluation(report: Any) -> str:
     lines.append(" " * w + "".join(f"{n:>{w}}" for n in names))
     for name, row in zip(names, rep["confusion"]["matrix"]):
         lines.append(f"{name:<{w}}" + "".join(f"{v:>{w}}" for v in row))
+    reasons = ab.get("reasons") or {}
+    if reasons:
+        lines[3] += "; not answered: " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+    for o in rep.get("ood", []):
+        why = ", ".join(f"{k} {v}" for k, v in o["reasons"].items()) or "none"
+        aurocs = ", ".join(f"{k} {v:.3f}" for k, v in o["auroc"].items())
+        lines += ["", f"must not be answered: {o['folder']}",
+                  f"  {o['n']} photos ({o['failed']} failed): {o['answered']} answered ({o['answered_rate']:.1%}); "
+                  f"not answered: {why}",
+                  f"  AUROC against the class photos: {aurocs}"]
     return "\n".join(lines)
 
 
@@ -557,7 +608,9 @@ def selftest(model, threads, backend) -> None:
 @_backend_option
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True,
               help="Largest upload accepted (413 beyond).")
-def serve(host, port, camera, model, labels, threads, backend, max_body_mb) -> None:
+@_gate_options
+def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_skin, other_condition,
+          quality_check) -> None:
     """Serve a local web page and JSON API for classifying photos (offline, from this board).
 
     Endpoints: / (the page), POST /api/classify, GET /api/info, GET /healthz, and with --camera
@@ -566,7 +619,9 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb) -> N
     from skinedge.serve import ServeOptions, configure_logging, run_server
 
     configure_logging()
-    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend)
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+                           options=_options(not_skin=not_skin, other_condition=other_condition,
+                                            quality_check=quality_check))
     live = None
     try:
         if camera is not None:
@@ -613,8 +668,10 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb) -> N
               help="Seconds to wait for the source to open.")
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Seconds to wait for a frame before giving up.")
+@_gate_options
 def watch_command(source, model, labels, threads, backend, abstain, smoothing, as_json, save_frames, explain,
-                  max_frames, duration_s, picamera, drop_stale, open_timeout, read_timeout) -> None:
+                  max_frames, duration_s, picamera, drop_stale, open_timeout, read_timeout, not_skin,
+                  other_condition, quality_check) -> None:
     """Classify a camera or video live: SOURCE is a camera index (0), /dev/videoN, a video file or an
     RTSP/HTTP URL (needs the camera extra: pip install "skinedge[camera]").
 
@@ -627,6 +684,7 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
     import shutil
     import time
 
+    from skinedge.reasons import live_status
     from skinedge.video import SourceError, save_frame, watch
 
     if source is None and not picamera:
@@ -634,7 +692,8 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
     if explain and not save_frames:
         raise click.UsageError("--explain draws heatmaps on saved frames: add --save-frames DIR")
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
-                           abstain_threshold=abstain)
+                           options=_options(abstain=abstain, not_skin=not_skin, other_condition=other_condition,
+                                            quality_check=quality_check))
     tty = sys.stdout.isatty() and not as_json
     width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
     count = saved = 0
@@ -664,11 +723,12 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
                 if as_json:
                     click.echo(json.dumps(fr.to_dict() | ({"saved": str(path)} if path else {})))
                     continue
-                flag = " uncertain" if r.uncertain else ""
-                status = (f"frame {fr.index:>6}  {fr.time_s:7.2f} s  {r.label} {r.score:.3f}{flag}  "
+                # no answer: the status says why ("hold still", "no skin in view"), never a label
+                said = f"{r.label} {r.score:.3f}" if r.reason is None else f"-- {live_status(r)}"
+                status = (f"frame {fr.index:>6}  {fr.time_s:7.2f} s  {said}  "
                           f"{fr.fps:5.1f} fps  latency {fr.latency_ms:4.0f} ms")
                 if tty and fr.label_changed:
-                    show(f"frame {fr.index} at {fr.time_s:.2f} s: {r.label} {r.score:.3f}{flag}"
+                    show(f"frame {fr.index} at {fr.time_s:.2f} s: {said}"
                          + (f"  saved {path}" if path else ""), keep=True)
                 show(status + (f"  saved {path}" if path and not tty else ""))
     except SourceError as exc:

@@ -21,6 +21,7 @@ import numpy as np
 from skinedge.classifier import ClassificationResult, Classifier
 from skinedge.errors import SkinedgeError
 from skinedge.files import image_files
+from skinedge.postprocess import GATES, decide
 
 #: A statistic over paired samples, vectorised along ``axis`` (one value per bootstrap resample).
 Statistic = Callable[..., np.ndarray]
@@ -137,6 +138,30 @@ def coverage_and_accuracy(accepted: np.ndarray, correct: np.ndarray) -> tuple[fl
     return coverage, accuracy
 
 
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of a score meant to be higher for ``positive`` than for ``negative``: the
+    probability that a random positive outscores a random negative, ties counted half (Mann-Whitney U).
+    NaN when either side is empty."""
+    pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
+    if not pos.size or not neg.size:
+        return float("nan")
+    values = np.r_[pos, neg]
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    # midranks: each distinct value's rank is the mean of the ranks its ties occupy
+    midrank = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = midrank[inverse]
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0) / (pos.size * neg.size))
+
+
+def reason_counts(results: Sequence[ClassificationResult]) -> dict[str, int]:
+    """How many results gave each reason for no answer (only the reasons that occur)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.reason is not None:
+            counts[r.reason] = counts.get(r.reason, 0) + 1
+    return counts
+
+
 def present_classes(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     """Class indices that occur in the truth or the predictions, ascending (scikit-learn's label set)."""
     return np.union1d(np.unique(y_true), np.unique(y_pred)).astype(np.int64)
@@ -244,6 +269,60 @@ class NothingToEvaluateError(SkinedgeError):
 
 
 @dataclass(frozen=True)
+class OutlierReport:
+    """Photos that must not be answered (``evaluate --ood DIR``): how many were, why the others were not, and how
+    well each gate tells them from the class folders' photos.
+
+    ``figures``: ``n``, ``answered``, ``answered_rate``, ``reasons`` (counts), ``auroc`` (per gate score and the
+    top class score: the class folders' photos against these), ``curve`` (per gate: that gate's threshold swept,
+    the others as set: class-folder coverage and accuracy, and the share of these photos answered)."""
+
+    folder: str
+    rows: tuple[tuple[str, ClassificationResult | SkinedgeError], ...] = field(repr=False)
+    figures: dict[str, Any] = field(repr=False)
+
+    @property
+    def failed(self) -> int:
+        return sum(isinstance(o, SkinedgeError) for _, o in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": self.folder, "failed": self.failed, **self.figures}
+
+
+def outlier_figures(classifier: Classifier, inside: Sequence[ClassificationResult], truth: Sequence[int],
+                    outside: Sequence[ClassificationResult]) -> dict[str, Any]:
+    """The figures of :class:`OutlierReport` for ``outside`` (results on photos that must not be answered),
+    against ``inside`` (results on labelled class photos, ``truth`` their classes)."""
+    opts = classifier.resolve_options()
+    answered = [r for r in outside if r.reason is None]
+    scores: dict[str, tuple[list[float], list[float]]] = {
+        "top_score": ([r.score for r in inside], [r.score for r in outside])}
+    for g in classifier.gate_labels:  # a gate's score is high for what must not be answered: negate it
+        scores[g] = ([-r.gates[g] for r in inside], [-r.gates[g] for r in outside])
+    curve = {}
+    correct = np.array([r.index == y for r, y in zip(inside, truth)])
+    for g in (g for g in GATES if g in classifier.gate_labels):
+        points = []
+        for t in np.round(np.arange(0.05, 1.0, 0.05), 2):
+            o = opts.replace(**{f"{g}_threshold": float(t)})
+            keep_in = np.array([decide(np.asarray(r.scores), r.gates, r.quality, o) is None for r in inside])
+            keep_out = np.array([decide(np.asarray(r.scores), r.gates, r.quality, o) is None for r in outside])
+            coverage, acc = coverage_and_accuracy(keep_in, correct)
+            points.append({"threshold": float(t), "coverage": coverage,
+                           "accuracy": None if np.isnan(acc) else acc, "answered_rate": float(keep_out.mean())})
+        curve[g] = points
+    return {
+        "n": len(outside),
+        "answered": len(answered),
+        "answered_rate": len(answered) / len(outside) if outside else float("nan"),
+        "reasons": reason_counts(outside),
+        "answered_labels": {lab: sum(r.label == lab for r in answered) for lab in sorted({r.label for r in answered})},
+        "auroc": {name: auroc(np.asarray(a), np.asarray(b)) for name, (a, b) in scores.items()},
+        "curve": curve,
+    }
+
+
+@dataclass(frozen=True)
 class PhotoRow:
     """One photo of an evaluation: its file, its folder's class, and the result or the error it gave."""
 
@@ -269,6 +348,7 @@ class EvaluationReport:
     empty_folders: tuple[str, ...]
     rows: tuple[PhotoRow, ...] = field(repr=False)
     figures: dict[str, Any] = field(repr=False)
+    outliers: tuple[OutlierReport, ...] = ()
 
     @property
     def photos(self) -> int:
@@ -281,7 +361,8 @@ class EvaluationReport:
     def to_dict(self) -> dict[str, Any]:
         return {**self.figures, "folder": self.folder, "model": self.model,
                 "abstain_threshold": self.abstain_threshold, "photos": self.photos, "failed": self.failed,
-                "class_folders": dict(self.class_folders), "unknown_folders": list(self.unknown_folders)}
+                "class_folders": dict(self.class_folders), "unknown_folders": list(self.unknown_folders),
+                **({"ood": [o.to_dict() for o in self.outliers]} if self.outliers else {})}
 
     def write_csv(self, fp: IO[str]) -> None:
         """One row per photo: file, folder_class, predicted, score, uncertain, correct, error."""
@@ -304,13 +385,16 @@ def evaluate_folder(
     n_resamples: int = 2000,
     seed: int = 0,
     on_row: Callable[[PhotoRow, int], None] | None = None,
+    ood: Sequence[str | os.PathLike] = (),
 ) -> EvaluationReport:
     """Classify every photo of ``folder``'s class folders (:func:`class_folders`) with ``classifier`` and score
     the answers: accuracy and macro-F1 with bootstrap CIs, per-class figures, coverage at the abstain threshold.
 
     ``on_row(row, total)`` is called with each photo's row as it is classified, and the number of photos
     (progress, errors). Photos that cannot be
-    read are rows with their error, left out of the figures.
+    read are rows with their error, left out of the figures. ``ood``: folders of photos that must not be
+    answered (not skin photos, conditions outside the model's classes), each scored as an :class:`OutlierReport`;
+    their photos are found recursively and their errors reported through ``on_row`` too (``truth`` -1).
 
     Raises:
         ValueError: ``folder_map`` maps a folder to a label the model does not have.
@@ -337,10 +421,24 @@ def evaluate_folder(
         raise NothingToEvaluateError(str(folder), f"none of its {len(rows)} photos could be classified")
     figures = evaluate([r.truth for r in done], [r.outcome.index for r in done],
                        [not r.outcome.uncertain for r in done], classifier.labels, n_resamples=n_resamples, seed=seed)
+    figures["abstain"]["reasons"] = reason_counts([r.outcome for r in done])
+    outliers = []
+    for out_folder in ood:
+        out_sources = [str(p) for p in image_files(out_folder)]
+        out_rows = []
+        for source, outcome in zip(out_sources, classifier.iter_classify(out_sources)):
+            out_rows.append((source, outcome))
+            if on_row is not None:
+                on_row(PhotoRow(source, -1, outcome), len(out_sources))
+        ok = [o for _, o in out_rows if not isinstance(o, SkinedgeError)]
+        if not ok:
+            raise NothingToEvaluateError(str(out_folder), f"none of its {len(out_rows)} photos could be classified")
+        outliers.append(OutlierReport(str(out_folder), tuple(out_rows), outlier_figures(
+            classifier, [r.outcome for r in done], [r.truth for r in done], ok)))
     return EvaluationReport(
         folder=str(folder), model=str(classifier.model_path), labels=classifier.labels,
         abstain_threshold=classifier.abstain_threshold,
         class_folders={path.name: classifier.labels[i] for path, i in found.matched},
         unknown_folders=tuple(p.name for p in found.unknown), unused_map=found.unused_map,
-        empty_folders=tuple(empty), rows=tuple(rows), figures=figures,
+        empty_folders=tuple(empty), rows=tuple(rows), figures=figures, outliers=tuple(outliers),
     )

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from skinedge.quality import QualityThresholds
+
 
 @dataclass(frozen=True)
 class ClassifierOptions:
@@ -23,11 +25,21 @@ class ClassifierOptions:
         score_threshold: classes scoring below this are left out of ``top_k`` (the answer itself is kept).
         abstain_threshold: a top score below this gives no answer (``reason="low_confidence"``,
             ``uncertain``); None: the model's own threshold from its metadata (0, never, without one).
+        not_skin_threshold: a ``not_skin`` gate score at or above this gives no answer (``reason="not_skin"``);
+            None: the model's own (models without that gate never give this reason).
+        other_condition_threshold: likewise for the ``other_condition`` gate (a condition outside the classes).
+        quality: photo-quality limits (:class:`skinedge.quality.QualityThresholds`) below which a photo is too
+            poor to judge (``reason="poor_photo"``); None: the model's own, else the runtime's defaults.
+        check_quality: False skips the photo-quality check (the measures are still reported).
     """
 
     top_k: int = 3
     score_threshold: float = 0.0
     abstain_threshold: float | None = None
+    not_skin_threshold: float | None = None
+    other_condition_threshold: float | None = None
+    quality: QualityThresholds | None = None
+    check_quality: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
@@ -39,6 +51,8 @@ class ClassifierOptions:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number, got {value!r}")
             object.__setattr__(self, f.name, float(value))
+        if self.quality is not None and not isinstance(self.quality, QualityThresholds):
+            raise ValueError(f"quality must be a QualityThresholds, got {type(self.quality).__name__}")
 
     def replace(self, **overrides: Any) -> ClassifierOptions:
         """These options with ``overrides`` (field names) changed; unknown names are refused."""

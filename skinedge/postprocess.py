@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 
 from skinedge.options import ClassifierOptions
+from skinedge.quality import PhotoQuality, problems
 
 #: Why a result gives no answer, in order of precedence (the first that applies is reported):
 #: a photo too poor to judge says nothing about the skin in it; a photo that is not skin has no skin
 #: condition; a condition outside the model's classes has no label to be confident in; only then does a
 #: low top score count.
 REASONS = ("poor_photo", "not_skin", "other_condition", "low_confidence")
+#: The gates skinedge acts on, in order of precedence; each has a ``<name>_threshold`` in ClassifierOptions.
+GATES = ("not_skin", "other_condition")
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0, axis: int = -1) -> np.ndarray:
@@ -44,6 +47,26 @@ def calibrate(values: np.ndarray, output_kind: str, temperature: float = 1.0) ->
     if output_kind == "probabilities":
         return np.asarray(values)
     raise ValueError(f"output_kind must be 'logits' or 'probabilities', got {output_kind!r}")
+
+
+def split_gates(scores: np.ndarray, gate_labels: tuple[str, ...]) -> tuple[np.ndarray, dict[str, float]]:
+    """(class scores, gate scores by name) from a gated model's calibrated output: one softmax over the classes
+    then the gates (``gate_labels``, the output's last values). The class scores are the classes' share
+    renormalised, so they sum to 1 and rank exactly as before; a model without gates is returned as it is."""
+    scores = np.asarray(scores)
+    if not gate_labels:
+        return scores, {}
+    n = scores.shape[-1] - len(gate_labels)
+    known = scores[..., :n]
+    gates = {g: float(v) for g, v in zip(gate_labels, scores[n:])} if scores.ndim == 1 else {}
+    return known / known.sum(axis=-1, keepdims=True), gates
+
+
+def quality_problems(quality: PhotoQuality | None, options: ClassifierOptions) -> tuple[str, ...]:
+    """What makes the photo too poor to judge under ``options`` (resolved); empty when fine or not checked."""
+    if quality is None or not options.check_quality or options.quality is None:
+        return ()
+    return problems(quality, options.quality)
 
 
 def ranked(scores: np.ndarray, k: int, score_threshold: float = 0.0) -> np.ndarray:
@@ -74,11 +97,16 @@ def decide(
         quality: the photo's measured quality, or None.
         options: the thresholds, resolved (:meth:`skinedge.Classifier.resolve_options`).
     """
-    # Each gate is one check here, in precedence order: poor_photo (quality), not_skin, other_condition.
+    if quality_problems(quality, options):
+        return "poor_photo"
+    for gate in GATES:
+        t = getattr(options, f"{gate}_threshold")
+        if t is not None and gate in gates and gates[gate] >= t:
+            return gate
     threshold = options.abstain_threshold
     if threshold is not None and float(np.max(scores)) < threshold:
         return "low_confidence"
     return None
 
 
-__all__ = ["REASONS", "calibrate", "decide", "ranked", "softmax"]
+__all__ = ["GATES", "REASONS", "calibrate", "decide", "quality_problems", "ranked", "softmax", "split_gates"]

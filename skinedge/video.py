@@ -476,7 +476,8 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
             if item is None:
                 return
             raw = _classify(classifier, explain, opts, item, src.name)
-            scores = np.asarray(raw.scores, dtype=np.float64)
+            # class and gate scores smoothed together (gates too: one odd frame should not say "no skin")
+            scores = np.asarray([*raw.scores, *raw.gates.values()], dtype=np.float64)
             ema = scores if ema is None else smoothing * ema + (1.0 - smoothing) * scores
             result = _smoothed(classifier, raw, ema, opts)
             count += 1
@@ -502,10 +503,14 @@ def _classify(classifier: Classifier, explain: bool, opts: ClassifierOptions, it
 
 def _smoothed(classifier: Classifier, raw: ClassificationResult, ema: np.ndarray,
               opts: ClassifierOptions) -> ClassificationResult:
-    """``raw`` with label, score, top_k, reason and scores from the moving average (timings, heatmap kept)."""
-    s = classifier.result_from_scores(raw.source, ema, raw.timings, opts, gates=raw.gates, quality=raw.quality)
+    """``raw`` with label, score, top_k, gates, reason and scores from the moving average (``ema``: class scores
+    then gate scores); timings, heatmap and this frame's quality kept."""
+    n = len(raw.scores)
+    gates = {g: float(v) for g, v in zip(raw.gates, ema[n:])}
+    s = classifier.result_from_scores(raw.source, ema[:n], raw.timings, opts, gates=gates, quality=raw.quality)
     return dataclasses.replace(raw, label=s.label, score=s.score, index=s.index, top_k=s.top_k,
-                               uncertain=s.uncertain, reason=s.reason, scores=s.scores)
+                               uncertain=s.uncertain, reason=s.reason, scores=s.scores, gates=s.gates,
+                               quality_problems=s.quality_problems)
 
 
 def save_frame(frame_result: FrameResult, folder: str | os.PathLike) -> Path:

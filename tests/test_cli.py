@@ -25,7 +25,10 @@ KNOWN = {
     ("tf2_mobilenet_v2_1.0_224_ptq.tflite", "hot_dog.jpg"): ("hotdog, hot dog, red hot", 0.38),
     ("tf2_mobilenet_v2_1.0_224_ptq.tflite", "cat_720p.jpg"): ("Egyptian cat", 0.60),
 }
-RESULT_LINE = re.compile(r"^(?P<source>.+): (?P<label>.+) (?P<score>[01]\.\d{3})(?P<flag>  \[uncertain.*\])?$")
+RESULT_LINE = re.compile(r"^(?P<source>.+): (?P<label>.+) (?P<score>[01]\.\d{3})$")
+# No answer: the reason on the result's line, the scores (never in the label's place) on the next.
+NO_ANSWER_LINE = re.compile(r"^(?P<source>.+): no answer \((?P<reason>[a-z_]+)\): .+$")
+NOT_AN_ANSWER = re.compile(r"^    scores, not an answer: (?P<label>.+?) (?P<score>[01]\.\d{3})")
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +43,15 @@ def model_args(quant_model: Path, imagenet_labels: Path) -> list[str]:
 
 def _results(stdout: str) -> dict[str, tuple[str, float, bool]]:
     """source -> (label, score, uncertain) from the human-readable output."""
-    out = {}
-    for line in stdout.splitlines():
-        m = RESULT_LINE.match(line)
-        if m and not line.startswith(" "):
-            out[m["source"]] = (m["label"], float(m["score"]), bool(m["flag"]))
+    out, lines = {}, stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(" "):
+            continue
+        if m := NO_ANSWER_LINE.match(line):
+            top = NOT_AN_ANSWER.match(lines[i + 1])
+            out[m["source"]] = (top["label"], float(top["score"]), True)
+        elif m := RESULT_LINE.match(line):
+            out[m["source"]] = (m["label"], float(m["score"]), False)
     return out
 
 
@@ -134,7 +141,7 @@ def test_predict_abstain_flag(runner: CliRunner, model_args: list[str], cat_bmp:
     result = runner.invoke(main, ["predict", *model_args, "--abstain", "0.9", str(cat_bmp)])
     assert result.exit_code == 0
     assert _results(result.stdout)[str(cat_bmp)][2] is True
-    assert "[uncertain" in result.stdout
+    assert f"{cat_bmp}: no answer (low_confidence): No confident answer." in result.stdout
 
 
 def test_predict_mixed_good_and_bad(

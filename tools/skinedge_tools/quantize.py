@@ -295,7 +295,25 @@ def _logits_metadata(cfg, interp) -> ModelMetadata:
     )
 
 
-def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str) -> Measured:
+@dataclass(frozen=True)
+class QualityPassed:
+    """Which photos of each split pass the runtime's photo-quality check (the others are never answered)."""
+
+    val: np.ndarray
+    test: np.ndarray
+    val_out: dict[str, np.ndarray]
+    test_out: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, data: RebuildData, quality: dict | None) -> QualityPassed:
+        q = gates_mod.quality_passed
+        return cls(q(data.x_val, quality), q(data.x_test, quality),
+                   {n: q(x, quality) for n, x in (data.x_val_out or {}).items()},
+                   {n: q(x, quality) for n, x in (data.x_test_out or {}).items()})
+
+
+def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str,
+            passed: QualityPassed | None = None) -> Measured:
     """Run the logits-only file through the runtime on val and test; fit the temperature and abstain threshold
     on val. (The fitted temperature is then built into the file's float softmax tail, so every reader gets
     calibrated scores.)"""
@@ -316,7 +334,7 @@ def measure(data: RebuildData, logits_flat: bytes, md: ModelMetadata, name: str)
                                      np.concatenate([data.val.labels, *y_out]))
     choice = gates_mod.choose_thresholds(
         softmax(val_logits, temperature), {n: softmax(v, temperature) for n, v in val_out.items()},
-        k, data.gate_labels,
+        k, data.gate_labels, in_passed=passed.val if passed else None, out_passed=passed.val_out if passed else None,
     )
     log.info("gates chosen on val: %s", choice)
     return Measured(val_logits, test_logits, temperature, choice.abstain_threshold, val_out, test_out, choice)
@@ -344,18 +362,21 @@ def _summary(data: RebuildData, m: Measured, m_test: dict, m_val: dict, gates: d
     }
 
 
-def _gates_measured(data: RebuildData, m: Measured) -> dict[str, Any] | None:
+def _gates_measured(data: RebuildData, m: Measured, passed: QualityPassed) -> dict[str, Any] | None:
     """The chosen thresholds and what they do on val and test (None for a model without gates)."""
     if m.gate_choice is None:
         return None
     k, c = len(data.classes), m.gate_choice
     out: dict[str, Any] = {"chosen_on_val": c.to_json()}
-    for split, logits, labels, outs in (("val", m.val_logits, data.val.labels, m.val_out_logits),
-                                        ("test", m.test_logits, data.test.labels, m.test_out_logits)):
+    for split, logits, labels, outs, ok, ok_out in (
+        ("val", m.val_logits, data.val.labels, m.val_out_logits, passed.val, passed.val_out),
+        ("test", m.test_logits, data.test.labels, m.test_out_logits, passed.test, passed.test_out),
+    ):
         out[split] = gates_mod.measure(
             softmax(logits, m.temperature), labels, {n: softmax(v, m.temperature) for n, v in outs.items()},
-            k, data.gate_labels, c.abstain_threshold, c.gate_thresholds,
+            k, data.gate_labels, c.abstain_threshold, c.gate_thresholds, ok, ok_out,
         )
+        out[split]["poor_photo"] = int((~ok).sum())
     return out
 
 
@@ -370,11 +391,12 @@ def package(
     if kind == "int8" and (abs(inp["quantization"][0] - 1.0) > 1e-3 or inp["quantization"][1] != 0):
         raise RuntimeError(f"int8 input quantization {inp['quantization']} is not raw pixels (scale 1, zero 0)")
     md = _logits_metadata(data.cfg, interp)
-    m = measure(data, logits_flat, md, name)
+    passed = QualityPassed.of(data, quality)
+    m = measure(data, logits_flat, md, name, passed)
     k = len(data.classes)  # the class scores are the known classes' (gates renormalised away)
     m_test = ev.metrics(data.test.labels, m.test_logits[:, :k], data.classes, m.temperature)
     m_val = ev.metrics(data.val.labels, m.val_logits[:, :k], data.classes, m.temperature)
-    gates = _gates_measured(data, m)
+    gates = _gates_measured(data, m, passed)
     spec = data.cfg.spec()
     title = f"skinedge {backbone_title(data.cfg)} {spec.height}px {kind}"
     flat = append_calibrated_softmax(logits_flat, m.temperature)
@@ -404,7 +426,7 @@ def package(
     tail_error = _check_shipped(path, data.x_test, test_probs, m.test_logits)
     class_probs, gate_probs = gates_mod.split_scores(test_probs, k)
     gate_t = np.array([final.gate_thresholds[g] for g in final.gate_labels])
-    test_answered = gates_mod.answered(class_probs, gate_probs, m.abstain_threshold, gate_t)
+    test_answered = gates_mod.answered(class_probs, gate_probs, m.abstain_threshold, gate_t, passed.test)
     return ArtifactReport(
         file=name,
         bytes=len(blob),

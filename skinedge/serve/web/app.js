@@ -105,27 +105,36 @@ function allScores(result) {
   return rows.filter((r) => typeof r.score === "number").sort((a, b) => b.score - a.score);
 }
 
+// No answer (result.reason set): say why in words, never show a label as if it were one.
 function renderVerdict(prefix, result) {
-  $(`${prefix}label`).textContent = result.label;
-  $(`${prefix}score`).textContent = percent(result.score);
+  const answered = !result.reason;
+  $(`${prefix}label`).textContent = answered ? result.label : (prefix ? result.live_status || "no answer" : "none");
+  $(`${prefix}score`).textContent = answered ? percent(result.score) : "";
   const note = $(`${prefix}uncertain`);
-  if (result.uncertain) {
-    const threshold = state.info ? ` (${percent(state.info.abstain_threshold)})` : "";
-    note.textContent = `The top score is below the model's abstain threshold${threshold}: ` +
-      `treat this as no answer, not as ${result.label}.`;
-  }
-  note.hidden = !result.uncertain;
+  note.textContent = answered ? "" : result.reason_text || "No confident answer.";
+  note.dataset.reason = result.reason || "";
+  note.hidden = answered;
 }
 
 function render(result, roundTrip) {
   $("status").textContent = "";
-  $("verdict").textContent = result.uncertain ? "No confident answer" : result.label;
-  $("verdict").classList.toggle("is-uncertain", result.uncertain);
+  const answered = !result.reason;
+  $("verdict").textContent = answered ? result.label : result.reason_text || "No confident answer.";
+  $("verdict").dataset.reason = result.reason || "";
+  $("verdict").classList.toggle("is-uncertain", !answered);
   renderVerdict("", result);
+  $("uncertain").hidden = true; // the verdict itself says why
+  $("top-line").hidden = !answered;
 
+  // Class scores only where they mean something: an answer, or a low top score (shown dimmed). Not for a photo
+  // that is not skin, a condition the model does not know, or a photo too poor to judge.
+  const showBars = answered || result.reason === "low_confidence";
+  $("bars-title").textContent = answered ? "All class scores" : "Class scores (not an answer)";
+  show("bars-title", showBars);
   const bars = $("bars");
   bars.replaceChildren();
-  bars.classList.toggle("is-uncertain", result.uncertain);
+  bars.hidden = !showBars;
+  bars.classList.toggle("is-uncertain", !answered);
   for (const row of allScores(result)) {
     const item = document.createElement("li");
     item.className = "bar-row" + (row.label === result.label ? " top" : "");
