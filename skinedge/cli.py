@@ -393,6 +393,11 @@ def info(model, labels, backend, as_json) -> None:
     if in_graph and data["output_kind"] == "probabilities":
         calibration = f"calibrated inside the model (T {in_graph:.4g})"
     click.echo(f"answer      {data['output_kind']}, {calibration}, abstain below {data['abstain_threshold']:.3g}")
+    gates = ", ".join(f"{g} at {t:.3g}" for g, t in data["gates"].items() if t is not None)
+    click.echo("gates       " + (gates or "none (no not_skin / other_condition gate: every photo gets scores)"))
+    q = data["quality"]
+    limits = ", ".join(f"{k} {v:g}" for k, v in q.items() if v is not None) if q else "not checked"
+    click.echo("quality     " + limits)
     if md and md.explain:
         grids = ", ".join(f"{m['output']} {m['grid'][0]}x{m['grid'][1]}" for m in md.explain["maps"])
         click.echo(f"heatmaps    {grids} (same invoke; skinedge explain)")

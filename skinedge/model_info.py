@@ -75,10 +75,13 @@ class ModelInfo:
     tensors: dict[str, TensorInfo]
     heatmaps: tuple[str, ...]
     metadata: ModelMetadata | None
+    gates: dict[str, float | None]  # gate -> threshold in force; empty: the model has no gates
+    quality: dict[str, Any] | None  # photo-quality limits in force; None: no quality check
 
     @classmethod
     def of(cls, classifier: Classifier) -> ModelInfo:
         md = classifier.metadata
+        opts = classifier.resolve_options()
         tensors = {"input": TensorInfo.of(classifier.input_details), "output": TensorInfo.of(classifier.output_details)}
         maps = classifier.map_output_details
         tensors.update({name: TensorInfo.of(d) for name, d in maps.items()})
@@ -89,6 +92,8 @@ class ModelInfo:
             temperature=classifier.temperature, abstain_threshold=classifier.abstain_threshold,
             backend=f"{classifier.backend.name} {classifier.backend.version}", delegate=classifier.delegate.describe(),
             threads=classifier.num_threads, tensors=tensors, heatmaps=tuple(maps), metadata=md,
+            gates={g: getattr(opts, f"{g}_threshold", None) for g in classifier.gate_labels},
+            quality=opts.quality.to_dict() if opts.quality is not None and opts.check_quality else None,
         )
 
     def to_dict(self, *, public: bool = False) -> dict[str, Any]:
@@ -111,6 +116,8 @@ class ModelInfo:
             "threads": self.threads,
             "tensors": {key: t.to_dict() for key, t in self.tensors.items()},
             "heatmaps": list(self.heatmaps),
+            "gates": dict(self.gates),
+            "quality": self.quality,
             "metadata": self.metadata.to_dict() if self.metadata else None,
         }
 

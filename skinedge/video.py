@@ -35,6 +35,7 @@ from skinedge.classifier import ClassificationResult, Classifier, bgr_to_rgb
 from skinedge.errors import ImageError, SkinedgeError
 from skinedge.options import ClassifierOptions
 from skinedge.preprocess import IMAGE_SUFFIXES, Prepared
+from skinedge.reasons import live_status
 
 #: OpenCV and FFmpeg print their own warnings on stderr for problems that skinedge reports as a typed
 #: error anyway (a missing camera, a damaged frame). Quiet by default; set these variables to see them.
@@ -90,6 +91,9 @@ class FrameResult:
             "label": self.result.label,
             "score": round(self.result.score, 6),
             "uncertain": self.result.uncertain,
+            "reason": self.result.reason,
+            **({"status": live_status(self.result)} if self.result.reason else {}),
+            "gates": {name: round(float(v), 6) for name, v in self.result.gates.items()},
             "fps": round(self.fps, 2),
             "latency_ms": round(self.latency_ms, 2),
             "label_changed": self.label_changed,

@@ -159,19 +159,39 @@ def test_page_shows_the_result_of_an_upload(browser, url: str, clf: Classifier, 
     assert not errors, errors  # no script error, no blocked (external) resource
 
 
-def test_uncertain_result_says_no_confident_answer(browser, url: str, clf: Classifier, photos, shots) -> None:
+def test_uncertain_result_says_why_and_shows_no_label(browser, url: str, clf: Classifier, photos, shots) -> None:
     path = photos["uncertain"]
     expected = clf.classify(path)
-    assert expected.uncertain
+    assert expected.reason is not None
     _open_page(browser, url)
     _upload(browser, path)
-    assert browser.find_element(By.ID, "verdict").text == "No confident answer"
-    note = browser.find_element(By.ID, "uncertain")
-    assert note.is_displayed() and "below the model's abstain threshold" in note.text
-    assert f"{100 * clf.abstain_threshold:.1f}%" in note.text and f"not as {expected.label}" in note.text
-    assert browser.find_element(By.ID, "label").text == expected.label  # still shown, as the top of low scores
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")) == len(clf.labels)
+    verdict = browser.find_element(By.ID, "verdict")
+    assert verdict.text == expected.to_dict()["reason_text"] and verdict.get_attribute("data-reason") == expected.reason
+    assert not browser.find_element(By.ID, "top-line").is_displayed()  # no label where an answer would be
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")
+    if expected.reason == "low_confidence":  # the scores, dimmed and titled as not an answer
+        assert len(bars) == len(clf.labels)
+        assert browser.find_element(By.ID, "bars-title").text == "Class scores (not an answer)"
+    else:
+        assert not browser.find_element(By.ID, "bars").is_displayed()
     _shot(browser, shots, "serve_uncertain.png")
+
+
+@pytest.mark.parametrize(("image", "reason", "words"), [
+    ("cat.bmp", "not_skin", "This does not look like a skin photo."),
+    ("hot_dog.jpg", "not_skin", "This does not look like a skin photo."),
+])
+def test_a_photo_that_is_not_skin_says_so(browser, url: str, clf: Classifier, reference_dir: Path, shots: Path,
+                                         image: str, reason: str, words: str) -> None:
+    expected = clf.classify(reference_dir / "images" / image)
+    assert expected.reason == reason  # the model's answer, in process: the page must say the same
+    _open_page(browser, url)
+    _upload(browser, reference_dir / "images" / image)
+    page = browser.find_element(By.ID, "result").text
+    assert browser.find_element(By.ID, "verdict").text == words
+    for label in clf.labels:  # not one class name anywhere in the result
+        assert label not in page
+    _shot(browser, shots, f"serve_{reason}.png")
 
 
 def test_dropping_a_photo_classifies_it(browser, url: str, clf: Classifier, photos) -> None:
