@@ -80,7 +80,23 @@ def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
             yield ImageError(raw, "no such file or folder")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, with one rule for every command: a reader that stops reading (``| head -1``) ends the
+    command quietly with status 0, as it does for other Unix tools (click would exit 1, which here means "some
+    inputs could not be classified")."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # Whatever is still buffered for the closed pipe must not raise again at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise SystemExit(0) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skinedge")
 def main() -> None:
     """skinedge: on-device skin-condition classifier (int8 EfficientNet-Lite0 or MobileNetV2, LiteRT + XNNPACK).
@@ -236,14 +252,15 @@ OVERLAY_MAX_SIDE = 2048
 @click.argument("photo", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
               help="Overlay PNG to write (default: <photo name>_heatmap.png in the current folder).")
-@click.option("--label", default=None, help="Explain this class instead of the top one.")
+@click.option("--label", default=None, help="Explain this class instead of the top one (any case).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Heatmap opacity at the hottest point.")
 @_model_option
+@_labels_option
 @_threads_option
 @_backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with the overlay's path) as one JSON object.")
-def explain_command(photo, output, label, alpha, model, threads, backend, as_json) -> None:
+def explain_command(photo, output, label, alpha, model, labels, threads, backend, as_json) -> None:
     """Classify PHOTO and write a heatmap overlay of what drove the score.
 
     The heatmap comes from the same single invoke as the scores (class-activation maps built into the
@@ -253,10 +270,13 @@ def explain_command(photo, output, label, alpha, model, threads, backend, as_jso
     from skinedge.explain import overlay
     from skinedge.preprocess import decode
 
-    clf = _make_classifier(model=model, num_threads=threads, backend=backend)
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend)
     try:
-        if label is not None and label not in clf.labels:
-            raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
+        if label is not None and label not in clf.labels:  # eczema: Eczema (exact first, then ignoring case)
+            folded = [name for name in clf.labels if name.casefold() == label.casefold()]
+            if not folded:
+                raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
+            label = folded[0]
         try:
             prepared = clf.prepare(photo)
             result = clf.explain(prepared, label=label)
@@ -535,8 +555,11 @@ def selftest(model, threads, backend) -> None:
     if not checks:
         click.echo(f"error: {clf.model_path}: its self-test vector list is empty; nothing to check", err=True)
         raise SystemExit(2)
+    def name(index: int) -> str:
+        return clf.labels[index] if 0 <= index < len(clf.labels) else str(index)
+
     for c in checks:
-        click.echo(f"{c.name}: top-1 expected {c.top1_expected}, got {c.top1_got}; max difference "
+        click.echo(f"{c.name}: top-1 expected {name(c.top1_expected)}, got {name(c.top1_got)}; max difference "
                    f"{c.max_step_diff:g} quantization steps  {'PASS' if c.passed else 'FAIL'}")
     failed = sum(not c.passed for c in checks)
     verdict = "PASS" if not failed else "FAIL"
