@@ -244,8 +244,9 @@ def _report_error(error: SkinedgeError, as_json: bool) -> None:
         click.echo(json.dumps({"source": error.source, "error": type(error).__name__, "reason": error.reason}))
 
 
-#: Overlays are written at the photo's size, downscaled (same aspect) to this long side at most.
-OVERLAY_MAX_SIDE = 2048
+#: Overlays are written at the photo's size, downscaled (same aspect) to this long side at most (the page's
+#: overlay, ``serve.payload.PAGE_OVERLAY_MAX_SIDE``, is smaller: it is only shown beside the scores).
+FILE_OVERLAY_MAX_SIDE = 2048
 
 
 @main.command("explain")
@@ -287,7 +288,7 @@ def explain_command(photo, output, label, alpha, model, labels, threads, backend
             raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
     finally:
         clf.close()
-    picture.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE))
+    picture.thumbnail((FILE_OVERLAY_MAX_SIDE, FILE_OVERLAY_MAX_SIDE))
     out = Path(output) if output else Path(f"{Path(photo).stem}_heatmap.png")
     try:
         overlay(picture, result.heatmap, alpha=alpha).save(out, format="PNG")
