@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,37 +46,6 @@ def _make_classifier(**kwargs: Any):
         click.echo(f"note: {clf.model_path} carries no labels, so classes are shown as output indexes; "
                    "pass --labels FILE (one label per line)", err=True)
     return clf
-
-
-def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
-    """Files as given; folders recursively (image suffixes only, sorted); globs expanded.
-
-    A path that does not exist and matches nothing is yielded as an :class:`ImageError`.
-    """
-    from skinedge.files import image_files
-
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = [str(f) for f in image_files(p)]
-            if not found:
-                yield ImageError(raw, "folder contains no images")
-            yield from found
-        elif p.exists() or p.is_symlink():
-            yield raw
-        elif any(c in raw for c in "*?["):  # glob.has_magic, without importing glob for plain paths (~1.5 ms)
-            import glob
-
-            matches = sorted(glob.glob(raw, recursive=True))
-            if not matches:
-                yield ImageError(raw, "pattern matches no files")
-            for m in matches:
-                if Path(m).is_dir():
-                    yield from expand_inputs((m,))
-                else:
-                    yield m
-        else:
-            yield ImageError(raw, "no such file or folder")
 
 
 class _Commands(click.Group):
@@ -160,6 +128,8 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, a
     """
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend, top_k=top_k,
                            score_threshold=threshold, abstain_threshold=abstain)
+    from skinedge.files import expand_inputs
+
     items = list(expand_inputs(paths))
     sources = [i for i in items if not isinstance(i, SkinedgeError)]
     failed = 0
