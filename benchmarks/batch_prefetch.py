@@ -4,8 +4,9 @@
 
 Each variant is ``classify_many`` itself with another number of decode workers and prefetch depth (the
 images decoded ahead of the interpreter: ``workers=``, ``prefetch=``). Rounds alternate the order of the
-contenders, so drift and position favour none. The bound is suite 4's: the slower of decode+resize alone and
-invoke alone, in the same round. Take no measurement while other heavy work runs on the machine (check ``uptime``).
+contenders, so drift and position favour none. Two bounds: suite 4's, the slower of decode+resize alone and
+invoke alone, in the same round; and the work bound, every stage's CPU time per image (each measured alone)
+spread over the cores. Take no measurement while other heavy work runs on the machine (check ``uptime``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     for p in paths[:10]:
         clf.prepare(p)
+    # The work bound: each stage's CPU time per image, measured alone (decode+resize on one thread; the invoke
+    # with its interpreter threads), spread over the usable cores.
+    prepared = [clf.prepare(p) for p in paths]
+    stage_cpu_ms = {"decode_resize": common.cpu_ms_per_item(clf.prepare, paths),
+                    "invoke": common.cpu_ms_per_item(clf.classify, prepared, whole_process=True)}
+    work_bound = common.work_bound_per_s(stage_cpu_ms)
+    del prepared
     secs: dict[str, list[float]] = collections.defaultdict(list)
     for r in range(args.rounds):
         decode_s, invoke_s = common.decode_then_invoke_seconds(clf, paths)
@@ -68,6 +76,9 @@ def main() -> None:
         "images_per_s": {k: round(n / v, 2) for k, v in med.items()},
         "bound_images_per_s": round(n / bound, 2), "bound_is": "decode" if med["decode"] >= med["invoke"] else "invoke",
         "fraction_of_bound": {k: round(bound / med[k], 3) for k in contenders},
+        "stage_cpu_ms": {k: round(v, 3) for k, v in stage_cpu_ms.items()},
+        "work_bound_images_per_s": round(work_bound, 2),
+        "fraction_of_work_bound": {k: round(n / med[k] / work_bound, 3) for k in contenders},
         "raw_seconds": {k: [round(x, 3) for x in v] for k, v in secs.items()},
         "meta": {"machine": common.machine(), "load_avg_1m_at_start": load0, "load_avg_1m_at_end": os.getloadavg()[0],
                  "autogroup": Path("/proc/self/autogroup").read_text().strip()
@@ -78,8 +89,10 @@ def main() -> None:
     ips = res["images_per_s"]
     print(f"threads {args.threads}: decode {ips['decode']}/s, invoke {ips['invoke']}/s, "
           f"bound {res['bound_images_per_s']}/s ({res['bound_is']})")
+    print(f"work bound {res['work_bound_images_per_s']}/s (CPU ms per image: {res['stage_cpu_ms']})")
     for k in contenders:
-        print(f"  {k:<36} {res['images_per_s'][k]:7.1f}/s  {res['fraction_of_bound'][k]:.3f} of the bound")
+        print(f"  {k:<36} {res['images_per_s'][k]:7.1f}/s  {res['fraction_of_bound'][k]:.3f} of the bound, "
+              f"{res['fraction_of_work_bound'][k]:.3f} of the work bound")
 
 
 if __name__ == "__main__":

@@ -239,3 +239,23 @@ def decode_then_invoke_seconds(clf, paths: list) -> tuple[float, float]:
     for x in pixels:
         clf.invoke(x)
     return t1 - t0, time.perf_counter() - t1
+
+
+def cpu_ms_per_item(fn, items: list, *, whole_process: bool = False) -> float:
+    """CPU milliseconds per item of ``fn(item)`` over ``items``, run alone: this thread's CPU time
+    (``time.thread_time``), or with ``whole_process`` the process's (``time.process_time``: an interpreter's
+    worker threads included). CPU time, unlike wall time, is what a stage takes from the cores whoever else runs."""
+    import time
+
+    clock = time.process_time if whole_process else time.thread_time
+    t0 = clock()
+    for item in items:
+        fn(item)
+    return (clock() - t0) * 1000 / max(1, len(items))
+
+
+def work_bound_per_s(stage_cpu_ms: dict[str, float], cores: int | None = None) -> float:
+    """Items per second if every stage's CPU time (``stage_cpu_ms``, per item, each measured alone) were spread
+    perfectly over ``cores`` (default: the CPUs this process may use): the work bound. Unlike the bound of the
+    slowest stage alone, it counts that decoding takes CPU from the same cores as the interpreter."""
+    return (cores or usable_cpus()) * 1000.0 / sum(stage_cpu_ms.values())

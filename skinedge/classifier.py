@@ -257,7 +257,7 @@ class Classifier:
         #: The model's own abstain threshold (what ``abstain_threshold=None`` means).
         self.model_abstain_threshold: float = self.metadata.abstain_threshold if self.metadata else 0.0
         self._options = options
-        self._resolved = self.resolve_options()
+        self._resolved = self._resolve(options, {})
         self.limits = limits
         self._check_tensors(name)
         self._lock = threading.Lock()
@@ -385,7 +385,12 @@ class Classifier:
             TypeError: an override that is not a :class:`ClassifierOptions` field.
             ValueError: an invalid value (``top_k`` below 1, a threshold that is not a finite number).
         """
-        opts = (options if options is not None else self._options).replace(**overrides)
+        if not overrides and (options is None or options is self._resolved):
+            return self._resolved  # the common case, once per frame or photo: already resolved
+        return self._resolve(options if options is not None else self._options, overrides)
+
+    def _resolve(self, options: ClassifierOptions, overrides: dict[str, Any]) -> ClassifierOptions:
+        opts = options.replace(**overrides)
         if opts.abstain_threshold is None:
             opts = opts.replace(abstain_threshold=self.model_abstain_threshold)
         md = self.metadata
@@ -395,9 +400,6 @@ class Classifier:
         if opts.quality is None and md is not None:  # skinedge models: their own limits, else the defaults
             opts = opts.replace(quality=QualityThresholds.from_dict(md.quality) if md.quality else QualityThresholds())
         return opts.replace(top_k=min(opts.top_k, len(self.labels)))
-
-    def _options_for(self, options: ClassifierOptions | None, overrides: dict[str, Any]) -> ClassifierOptions:
-        return self._resolved if options is None and not overrides else self.resolve_options(options, **overrides)
 
     # -- inference ------------------------------------------------------------------------------
 
@@ -516,7 +518,7 @@ class Classifier:
         """The result for ``scores`` (calibrated, label order): the top class, ``top_k`` past
         ``score_threshold``, and ``reason``/``uncertain`` from :func:`skinedge.postprocess.decide`, under
         ``options`` (default: this classifier's, resolved). What every path that invokes the model reports with."""
-        opts = self._resolved if options is None else self.resolve_options(options)
+        opts = self.resolve_options(options)
         gates = dict(gates or {})
         best = int(ranked(scores, 1, -np.inf)[0])
         top = tuple(Category(int(i), self.labels[i], float(scores[i]))
@@ -573,7 +575,7 @@ class Classifier:
         Raises:
             ImageError: the image is missing, unreadable, or above the limits (the message names it).
         """
-        opts = self._options_for(options, overrides)
+        opts = self.resolve_options(options, **overrides)
         return self._finish(self.prepare(image), opts)
 
     def explain(self, image: ImageInput | Prepared, label: str | None = None, *,
@@ -596,7 +598,7 @@ class Classifier:
             )
         if label is not None and label not in self.labels:
             raise ValueError(f"unknown label {label!r}; the model's labels are: {', '.join(self.labels)}")
-        opts = self._options_for(options, overrides)
+        opts = self.resolve_options(options, **overrides)
         return self._finish(self.prepare(image), opts, heatmap=True, label=label)
 
     def classify_frame(self, frame_bgr: np.ndarray, *, options: ClassifierOptions | None = None,
@@ -616,7 +618,7 @@ class Classifier:
         ``prefetch`` images ahead (default: twice the workers), so a batch goes at the pace of the slower
         of the two. One bad image yields its :class:`SkinedgeError` and the rest go on.
         """
-        opts = self._options_for(options, overrides)
+        opts = self.resolve_options(options, **overrides)
         workers = workers or 2
         prefetch = prefetch or 2 * workers
         if workers < 1 or prefetch < 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,38 +48,23 @@ def _make_classifier(**kwargs: Any):
     return clf
 
 
-def expand_inputs(paths: tuple[str, ...]) -> Iterator[str | ImageError]:
-    """Files as given; folders recursively (image suffixes only, sorted); globs expanded.
+class _Commands(click.Group):
+    """The command group, with one rule for every command: a reader that stops reading (``| head -1``) ends the
+    command quietly with status 0, as it does for other Unix tools (click would exit 1, which here means "some
+    inputs could not be classified")."""
 
-    A path that does not exist and matches nothing is yielded as an :class:`ImageError`.
-    """
-    from skinedge.files import image_files
-
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            found = [str(f) for f in image_files(p)]
-            if not found:
-                yield ImageError(raw, "folder contains no images")
-            yield from found
-        elif p.exists() or p.is_symlink():
-            yield raw
-        elif any(c in raw for c in "*?["):  # glob.has_magic, without importing glob for plain paths (~1.5 ms)
-            import glob
-
-            matches = sorted(glob.glob(raw, recursive=True))
-            if not matches:
-                yield ImageError(raw, "pattern matches no files")
-            for m in matches:
-                if Path(m).is_dir():
-                    yield from expand_inputs((m,))
-                else:
-                    yield m
-        else:
-            yield ImageError(raw, "no such file or folder")
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # Whatever is still buffered for the closed pipe must not raise again at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise SystemExit(0) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="skinedge")
 def main() -> None:
     """skinedge: on-device skin-condition classifier (int8 EfficientNet-Lite0 or MobileNetV2, LiteRT + XNNPACK).
@@ -178,6 +162,8 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, n
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
                            options=_options(top_k=top_k, threshold=threshold, abstain=abstain, not_skin=not_skin,
                                             other_condition=other_condition, quality_check=quality_check))
+    from skinedge.files import expand_inputs
+
     items = list(expand_inputs(paths))
     sources = [i for i in items if not isinstance(i, SkinedgeError)]
     failed = 0
@@ -262,22 +248,24 @@ def _report_error(error: SkinedgeError, as_json: bool) -> None:
         click.echo(json.dumps({"source": error.source, "error": type(error).__name__, "reason": error.reason}))
 
 
-#: Overlays are written at the photo's size, downscaled (same aspect) to this long side at most.
-OVERLAY_MAX_SIDE = 2048
+#: Overlays are written at the photo's size, downscaled (same aspect) to this long side at most (the page's
+#: overlay, ``serve.payload.PAGE_OVERLAY_MAX_SIDE``, is smaller: it is only shown beside the scores).
+FILE_OVERLAY_MAX_SIDE = 2048
 
 
 @main.command("explain")
 @click.argument("photo", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False), default=None,
               help="Overlay PNG to write (default: <photo name>_heatmap.png in the current folder).")
-@click.option("--label", default=None, help="Explain this class instead of the top one.")
+@click.option("--label", default=None, help="Explain this class instead of the top one (any case).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="Heatmap opacity at the hottest point.")
 @_model_option
+@_labels_option
 @_threads_option
 @_backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result (with the overlay's path) as one JSON object.")
-def explain_command(photo, output, label, alpha, model, threads, backend, as_json) -> None:
+def explain_command(photo, output, label, alpha, model, labels, threads, backend, as_json) -> None:
     """Classify PHOTO and write a heatmap overlay of what drove the score.
 
     The heatmap comes from the same single invoke as the scores (class-activation maps built into the
@@ -287,10 +275,13 @@ def explain_command(photo, output, label, alpha, model, threads, backend, as_jso
     from skinedge.explain import overlay
     from skinedge.preprocess import decode
 
-    clf = _make_classifier(model=model, num_threads=threads, backend=backend)
+    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend)
     try:
-        if label is not None and label not in clf.labels:
-            raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
+        if label is not None and label not in clf.labels:  # eczema: Eczema (exact first, then ignoring case)
+            folded = [name for name in clf.labels if name.casefold() == label.casefold()]
+            if not folded:
+                raise click.BadParameter(f"{label!r} is not one of {', '.join(clf.labels)}", param_hint="--label")
+            label = folded[0]
         try:
             prepared = clf.prepare(photo)
             result = clf.explain(prepared, label=label)
@@ -301,7 +292,7 @@ def explain_command(photo, output, label, alpha, model, threads, backend, as_jso
             raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
     finally:
         clf.close()
-    picture.thumbnail((OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE))
+    picture.thumbnail((FILE_OVERLAY_MAX_SIDE, FILE_OVERLAY_MAX_SIDE))
     out = Path(output) if output else Path(f"{Path(photo).stem}_heatmap.png")
     try:
         overlay(picture, result.heatmap, alpha=alpha).save(out, format="PNG")
@@ -591,8 +582,11 @@ def selftest(model, threads, backend) -> None:
     if not checks:
         click.echo(f"error: {clf.model_path}: its self-test vector list is empty; nothing to check", err=True)
         raise SystemExit(2)
+    def name(index: int) -> str:
+        return clf.labels[index] if 0 <= index < len(clf.labels) else str(index)
+
     for c in checks:
-        click.echo(f"{c.name}: top-1 expected {c.top1_expected}, got {c.top1_got}; max difference "
+        click.echo(f"{c.name}: top-1 expected {name(c.top1_expected)}, got {name(c.top1_got)}; max difference "
                    f"{c.max_step_diff:g} quantization steps  {'PASS' if c.passed else 'FAIL'}")
     failed = sum(not c.passed for c in checks)
     verdict = "PASS" if not failed else "FAIL"

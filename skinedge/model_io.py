@@ -54,10 +54,13 @@ def bundled_model_path(name: str | None = None) -> Path:
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
     """The file a ``model`` argument names: None is the default bundled model, a key of :data:`BUNDLED_MODELS`
-    (``"mobilenetv2"``) that bundled model, anything else a path."""
+    in any case (``"mobilenetv2"``, ``"MobileNetV2"``) that bundled model, unless a file of that name exists;
+    anything else a path."""
     if model is None or (isinstance(model, str) and model in BUNDLED_MODELS):
         return bundled_model_path(model)
     path = Path(model)
+    if isinstance(model, str) and model.lower() in BUNDLED_MODELS and not path.exists():
+        return bundled_model_path(model.lower())
     if isinstance(model, str) and not path.suffix and len(path.parts) == 1 and not path.exists():
         # A bare word that is neither a file nor a bundled name: most likely a mistyped name.
         raise ModelError(model, f"no such model file, and no bundled model of that name "

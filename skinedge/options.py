@@ -3,7 +3,9 @@
 MediaPipe Tasks' split: a ``Classifier`` loads a model once; its options are a frozen value, set at
 construction and overridable per call (``clf.classify(photo, top_k=5)`` or ``options=...``). A threshold
 left at None takes the model's own value from its metadata (:meth:`skinedge.Classifier.resolve_options`).
-A new threshold is one more field here and one more check in :func:`skinedge.postprocess.decide`.
+A new threshold is one more field here (named ``*_threshold``: validated as a finite number), one more check
+in :func:`skinedge.postprocess.decide`, and, if None should mean the model's own value, one line in
+``Classifier._resolve``.
 """
 
 from __future__ import annotations

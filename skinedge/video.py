@@ -64,7 +64,8 @@ class FrameResult:
 
     Attributes:
         index: frame index in the source (0-based, counting frames skipped as stale).
-        time_s: capture time, monotonic seconds since the source opened.
+        time_s: where the frame is: for a video file its position in the video (seconds from the start, as
+            the file's timestamps say); for a camera, URL or pipe the capture time, seconds since the source opened.
         frame: the frame, ``HxWx3`` uint8 RGB.
         result: the smoothed result: label, score, scores, top_k and ``uncertain`` from the moving
             average; source, timings (and heatmap, with ``explain``) of this frame.
@@ -229,6 +230,7 @@ class _Frame:
     index: int
     captured: float  # time.monotonic()
     rgb: np.ndarray
+    position_s: float | None = None  # a file's own timestamp of the frame
     prepared: Prepared | None = None  # prepared on the capture thread (in-order mode)
 
 
@@ -255,6 +257,7 @@ class _Capture:
         self.opened_at = 0.0
         self.dropped = 0
         self._frame_count_prop: int | None = None  # cv2.CAP_PROP_FRAME_COUNT once OpenCV opened the source
+        self._position_prop: int | None = None  # cv2.CAP_PROP_POS_MSEC, for files: each frame's place in the video
         self._thread = threading.Thread(target=self._run, name="skinedge-capture", daemon=True)
 
     # -- caller's side --------------------------------------------------------------------------
@@ -317,6 +320,8 @@ class _Capture:
         if src.kind == "device":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer frames queued in the driver: fresher frames
         self._frame_count_prop = cv2.CAP_PROP_FRAME_COUNT
+        if src.kind == "file":
+            self._position_prop = cv2.CAP_PROP_POS_MSEC
         return cap
 
     def _run(self) -> None:
@@ -353,7 +358,8 @@ class _Capture:
                 self._finish(self._end_reason(index, declared))
                 return
             rgb = bgr_to_rgb(check_frame(raw, name, index))
-            frame = _Frame(index, captured, rgb)
+            position = cap.get(self._position_prop) / 1000 if self._position_prop is not None else None
+            frame = _Frame(index, captured, rgb, position)
             if self._prepare:
                 try:
                     frame.prepared = self._classifier.prepare(rgb)
@@ -486,7 +492,8 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
             result = _smoothed(classifier, raw, ema, opts)
             count += 1
             now = time.monotonic()
-            yield FrameResult(index=item.index, time_s=item.captured - start, frame=item.rgb, result=result,
+            time_s = item.position_s if item.position_s is not None else item.captured - start
+            yield FrameResult(index=item.index, time_s=time_s, frame=item.rgb, result=result,
                               raw=raw, fps=count / max(now - start, 1e-9), latency_ms=(now - item.captured) * 1000,
                               label_changed=result.label != previous_label)
             previous_label = result.label

@@ -138,3 +138,16 @@ def test_sigint_mid_run_leaves_valid_json_lines(tmp_path: Path, skin6_dir: Path,
     assert "Traceback" not in err
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("interrupted: ") and "not reached" in summary
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_reader_that_stops_reading_ends_predict_quietly_with_status_0(skin6_dir: Path, as_json: bool) -> None:
+    """``skinedge predict FOLDER | head -1``: the pipe closes after one line; that is no failed input (exit 1)."""
+    folder = skin6_dir / "test" / "Acne"
+    cmd = [*_skinedge(), "predict", str(folder), "--threads", "1", *(["--json"] if as_json else [])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    _, err = proc.communicate(timeout=120)
+    assert first.strip() and proc.returncode == 0, (proc.returncode, err.decode())
+    assert b"Traceback" not in err and b"BrokenPipe" not in err and b"Exception ignored" not in err, err.decode()

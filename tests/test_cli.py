@@ -199,6 +199,20 @@ def test_info_names_each_tensor_once(runner: CliRunner) -> None:
     assert sum(line.startswith("output") for line in out) == 0  # "answer" says what the output means
 
 
+def test_selftest_names_classes_by_label(runner: CliRunner) -> None:
+    from skinedge import Classifier
+
+    with Classifier(num_threads=1) as clf:
+        labels = clf.labels
+    out = runner.invoke(main, ["selftest", "--threads", "1"])
+    assert out.exit_code == 0, out.output
+    rows = [line for line in out.stdout.splitlines() if ": top-1 expected " in line]
+    assert rows
+    for row in rows:
+        expected, got = row.split("top-1 expected ")[1].split(";")[0].split(", got ")
+        assert expected in labels and got == expected, row
+
+
 def test_version(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--version"])
     assert result.exit_code == 0

@@ -195,5 +195,11 @@ def test_cli_explain_errors(tmp_path, test_photos, quant_model):
     assert res.exit_code == 1 and "x.jpg" in res.output and "Traceback" not in res.output
     res = runner.invoke(main, ["explain", str(test_photos[0]), "--label", "Measles", "-o", str(tmp_path / "o.png")])
     assert res.exit_code == 2 and "Measles" in res.output
+    res = runner.invoke(main, ["explain", str(test_photos[0]), "--label", "eczema", "--json", "-o",
+                               str(tmp_path / "o.png")])
+    assert res.exit_code == 0 and json.loads(res.stdout)["heatmap_label"] == "Eczema"  # case is not a mistake
+    res = runner.invoke(main, ["explain", str(test_photos[0]), "--model", "MobileNetV2", "--json", "-o",
+                               str(tmp_path / "o.png")])
+    assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["explain", str(test_photos[0]), "--model", str(quant_model)])
     assert res.exit_code == 2 and "no class-activation map outputs" in res.output

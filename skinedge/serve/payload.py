@@ -13,7 +13,7 @@ from skinedge.classifier import DISCLAIMER, ClassificationResult, Classifier
 from skinedge.model_info import ModelInfo
 
 #: Longest side of the heatmap overlay image sent to the page (the photo is only shown, not analysed).
-OVERLAY_MAX_SIDE = 512
+PAGE_OVERLAY_MAX_SIDE = 512
 
 
 def supports_heatmap(classifier: Classifier) -> bool:
@@ -54,10 +54,10 @@ def model_info(classifier: Classifier, *, heatmap: bool, live: bool, max_body_by
 
 def overlay_png(image: Image.Image, heatmap: np.ndarray) -> str:
     """The heatmap drawn over ``image`` (the decoded upload, ``Prepared.image``: no second decode), scaled to
-    at most ``OVERLAY_MAX_SIDE``, as base64 PNG."""
+    at most ``PAGE_OVERLAY_MAX_SIDE``, as base64 PNG."""
     from skinedge.explain import overlay
 
-    side = OVERLAY_MAX_SIDE
+    side = PAGE_OVERLAY_MAX_SIDE
     if max(image.size) > side:
         image = image.copy()
         image.thumbnail((side, side))
