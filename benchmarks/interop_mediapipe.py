@@ -97,13 +97,15 @@ def main() -> int:
         return 2
 
     from skinedge import Classifier
+    from skinedge.postprocess import calibrate
     from skinedge.preprocess import prepare
 
     files = sorted(p for p in Path(args.data, "test").rglob("*") if p.is_file())
     with Classifier(args.model, num_threads=2) as clf:
         pixels = np.stack([prepare(f, clf.spec) for f in files])
-        ours = np.stack([clf.invoke(img) for img in pixels])
-        labels = list(clf.labels)
+        # the whole score output, as MediaPipe reads it: a gated model's classes and gates in one softmax
+        ours = np.stack([calibrate(clf.raw_output(img), clf.output_kind, clf.temperature) for img in pixels])
+        labels = list(clf.output_labels)
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "pixels.npz"
         np.savez(npz, pixels=pixels)

@@ -397,8 +397,8 @@ class Classifier:
         for gate in GATES:  # the model's own thresholds for the gates it has (None: it lacks the gate)
             if getattr(opts, f"{gate}_threshold") is None and md is not None and gate in md.gate_thresholds:
                 opts = opts.replace(**{f"{gate}_threshold": md.gate_thresholds[gate]})
-        if opts.quality is None and md is not None:  # skinedge models: their own limits, else the defaults
-            opts = opts.replace(quality=QualityThresholds.from_dict(md.quality) if md.quality else QualityThresholds())
+        if opts.quality is None and md is not None and md.quality:  # limits set for this model on its own errors
+            opts = opts.replace(quality=QualityThresholds.from_dict(md.quality))
         return opts.replace(top_k=min(opts.top_k, len(self.labels)))
 
     # -- inference ------------------------------------------------------------------------------

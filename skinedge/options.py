@@ -31,7 +31,8 @@ class ClassifierOptions:
             None: the model's own (models without that gate never give this reason).
         other_condition_threshold: likewise for the ``other_condition`` gate (a condition outside the classes).
         quality: photo-quality limits (:class:`skinedge.quality.QualityThresholds`) below which a photo is too
-            poor to judge (``reason="poor_photo"``); None: the model's own, else the runtime's defaults.
+            poor to judge (``reason="poor_photo"``); None: the model's own (set where its accuracy falls); a model
+            without them (the paper's MobileNetV2, third-party files) is not checked unless limits are given here.
         check_quality: False skips the photo-quality check (the measures are still reported).
     """
 

@@ -72,9 +72,9 @@ class QualityThresholds:
         min_side: a decoded photo whose shorter side is below this is ``too_small``.
     """
 
-    # Defaults for a model without its own (values chosen for the bundled EfficientNet-Lite0 on skin6 val).
+    # The defaults: the limits chosen for the bundled EfficientNet-Lite0 on skin6 val (its metadata holds the same).
     min_sharpness: float | None = 0.077
-    min_brightness: float | None = 27.4
+    min_brightness: float | None = 35.6
     max_bright_fraction: float | None = 0.79
     min_washed_contrast: float | None = 11.4
     min_contrast: float | None = 6.0
