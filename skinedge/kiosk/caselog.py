@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS cases (
 );
 CREATE INDEX IF NOT EXISTS cases_created ON cases(created);
 CREATE TABLE IF NOT EXISTS models (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _COLUMNS = ("id", "time", "model_name", "model_sha256", "photo_sha256", "label", "top_label", "score", "uncertain",
             "reason", "result", "photo", "clinician_label", "labelled_at")
@@ -203,6 +204,9 @@ class CaseLog:
                                                    f"{SCHEMA_VERSION}: upgrade skinedge")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if self.photo_dir is not None:  # so that an export finds the photos without being told
+                self._db.execute("INSERT OR REPLACE INTO settings VALUES ('photo_dir', ?)",
+                                 (str(self.photo_dir.absolute()),))
         except sqlite3.DatabaseError as exc:
             raise CaseLogError(str(self.path), f"not a usable case log ({exc})") from None
         if self.retain_days is not None:
@@ -354,6 +358,12 @@ class CaseLog:
             rows = self._db.execute("SELECT sha256, labels FROM models").fetchall()
         return {sha: tuple(json.loads(labels)) for sha, labels in rows}
 
+    def recorded_photo_dir(self) -> Path | None:
+        """The photo folder the server last kept photos in (None if it never kept any)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = 'photo_dir'").fetchone()
+        return Path(row[0]) if row else None
+
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` answer (``"ok"`` when the file is sound)."""
         with self._lock:
@@ -406,12 +416,13 @@ def export(log: CaseLog, out: str | os.PathLike, *, photo_dir: str | os.PathLike
     (one folder per clinician label: what ``skinedge evaluate out`` and the training tools read).
 
     ``out`` must not exist or be empty (nothing is overwritten). ``photo_dir``: where the photos are (default:
-    the log's own ``photo_dir``). Folders are created 0700 and files 0600: the photos are patients'.
+    the log's own ``photo_dir``, else the folder the server recorded). Folders are created 0700 and files 0600:
+    the photos are patients'.
     """
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise CaseLogError(str(target), "the export folder exists and is not empty: choose a new folder")
-    photos = Path(photo_dir) if photo_dir is not None else log.photo_dir
+    photos = Path(photo_dir) if photo_dir is not None else (log.photo_dir or log.recorded_photo_dir())
     private_dir(target)
     cases = log.all_cases()
     counts: dict[str, int] = {}
