@@ -1,7 +1,12 @@
-"""``kill -9`` of a real ``skinedge serve --case-log`` while clients classify: is every acknowledged case on disk?
+"""Crash tests of the kiosk with real processes and SIGKILL, shared by the tests (a few kills, in CI) and
+``benchmarks/kiosk_bench.py`` (more, for the figures in docs/kiosk.md):
 
-Shared by ``tests/test_kiosk_kill.py`` (a few kills, in CI) and ``benchmarks/kiosk_bench.py`` (20 kills, the
-figure in docs/kiosk.md). Loopback only; every loop is bounded by time.
+* :func:`run`: ``kill -9`` of a real ``skinedge serve --case-log`` while clients classify: is every acknowledged
+  case on disk? (``tests/test_kiosk_kill.py``)
+* :func:`install_kills`: ``skinedge models install`` killed at spread-out moments: old model or new, never
+  neither? (``tests/test_kiosk_modelstore.py``)
+
+Loopback only; every loop is bounded by time.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +142,88 @@ def run(workdir: Path, photos: list[bytes], *, kills: int, clients: int = 8, win
             if not kept_photo.is_file() or hashlib.sha256(kept_photo.read_bytes()).hexdigest() != digest:
                 result.missing_photos.append(case_id)
     return result
+
+
+_INSTALL_CHILD = """
+import sys, time
+from skinedge.classifier import Classifier
+from skinedge.kiosk.modelstore import ModelStore
+Classifier("mobilenetv2", num_threads=1).close()  # imports and backend loaded before the clock starts
+store = ModelStore(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+t = time.perf_counter()
+store.install(sys.argv[2], num_threads=1)
+print("done", time.perf_counter() - t, flush=True)
+"""
+
+
+def _install_child(store: Path, model: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", _INSTALL_CHILD, str(store), str(model)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError("the install child did not start")
+    return proc
+
+
+def install_kills(template: Path, model: Path, workdir: Path, *, kills: int, seed: int = 0,
+                  uniform: bool = False) -> dict:
+    """Copy the store ``template`` (one model active), start ``install model`` in a child and SIGKILL it after a
+    delay spread over twice a measured uninterrupted run; ``kills`` times. After each kill the store must have the
+    old model or the new one active, complete (it loads and matches its SHA-256); an install that printed "done"
+    must have left the new one. ``uniform``: delays drawn uniformly from 0 to 1.5 runs instead (for many kills).
+    Returns the outcomes and every violation found (none expected)."""
+    import hashlib as _hashlib
+
+    from skinedge.classifier import Classifier
+    from skinedge.kiosk.modelstore import ModelStore
+
+    old_sha = ModelStore(template).list()[0].sha256
+    new_bytes = model.read_bytes()
+    new_sha = _hashlib.sha256(new_bytes).hexdigest()
+    root = workdir / "timing"
+    shutil.copytree(template, root)
+    proc = _install_child(root, model)
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    duration = float(proc.stdout.readline().split()[1])
+    proc.wait(10)
+    rng = random.Random(seed)
+    outcomes, violations = [], []
+    for i in range(kills):
+        root = workdir / f"k{i}"
+        shutil.copytree(template, root)
+        proc = _install_child(root, model)
+        if uniform:
+            delay = rng.uniform(0.0, 1.5 * duration)
+        else:  # evenly spread over twice the run (loaded machines run slower), jittered
+            delay = duration * 2.0 * i / max(kills - 1, 1) * rng.uniform(0.8, 1.0)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        finished = "done" in proc.stdout.read()  # what it printed before it died
+        try:
+            store = ModelStore(root)
+            active = store.active_path()
+            sha = store.list()[0].sha256 if active else None
+            if sha not in (old_sha, new_sha):
+                violations.append(f"kill {i}: active model is {sha}, neither old nor new")
+                continue
+            with Classifier(active, num_threads=1) as clf:  # complete and matches its checksum
+                if clf.model_sha256 != sha:
+                    violations.append(f"kill {i}: the active file's SHA-256 is not the one recorded")
+            if sha == new_sha and active.read_bytes() != new_bytes:
+                violations.append(f"kill {i}: the new model's bytes differ")
+            if finished and sha != new_sha:
+                violations.append(f"kill {i}: install reported success but the old model is active")
+        except Exception as exc:  # noqa: BLE001 - any failure to load the store is a violation to report
+            violations.append(f"kill {i}: {type(exc).__name__}: {exc}")
+            continue
+        outcomes.append(("finished " if finished else "killed, ") + ("new" if sha == new_sha else "old"))
+        if uniform:  # many kills: keep the disk use flat
+            shutil.rmtree(root, ignore_errors=True)
+    return {"kills": kills, "install_ms": duration * 1000, "outcomes": outcomes, "violations": violations}

@@ -5,14 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import kiosk_soak
 import pytest
 
 pytest.importorskip("cryptography", reason="the kiosk extra (cryptography) is not installed")
@@ -193,73 +189,16 @@ def test_signature_file_format(models: dict[str, Path]) -> None:
             parse_signature(bad, "s")
 
 
-_CHILD = """
-import sys, time
-from skinedge.classifier import Classifier
-from skinedge.kiosk.modelstore import ModelStore
-Classifier("mobilenetv2", num_threads=1).close()  # imports and backend loaded before the clock starts
-store = ModelStore(sys.argv[1])
-print("ready", flush=True)
-sys.stdin.readline()
-t = time.perf_counter()
-store.install(sys.argv[2], num_threads=1)
-print("done", time.perf_counter() - t, flush=True)
-"""
-
-
-def _child(store: Path, model: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(store), str(model)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
-
-
 KILLS = int(os.environ.get("SKINEDGE_KILL_TESTS", "12"))
 
 
 def test_sigkill_during_install_leaves_old_or_new(store: ModelStore, models: dict[str, Path], tmp_path: Path) -> None:
     """``install`` in a child process, SIGKILLed at delays spread over (and past) its run: the store always has
     the old model or the new one active, complete and loadable; a later install still works."""
-    template = store.root
-    old_sha, new_bytes = store.list()[0].sha256, models["new"].read_bytes()
-    new_sha = hashlib.sha256(new_bytes).hexdigest()
-    # One uninterrupted run gives the time scale.
-    root = tmp_path / "timing"
-    shutil.copytree(template, root)
-    proc = _child(root, models["new"])
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    duration = float(proc.stdout.readline().split()[1])
-    proc.wait(10)
-    rng = random.Random(0)
-    outcomes = []
-    for i in range(KILLS):
-        root = tmp_path / f"k{i}"
-        shutil.copytree(template, root)
-        proc = _child(root, models["new"])
-        # Spread over twice the measured run (loaded machines run slower), jittered.
-        delay = duration * 2.0 * i / max(KILLS - 1, 1) * rng.uniform(0.8, 1.0)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        finished = "done" in proc.stdout.read()  # what it printed before it died
-        s = ModelStore(root)
-        active = s.active_path()
-        assert active is not None and active.is_file()
-        sha = s.list()[0].sha256
-        assert sha in (old_sha, new_sha)
-        with Classifier(active, num_threads=1) as clf:  # complete and matches its checksum
-            assert clf.model_sha256 == sha
-        if sha == new_sha:
-            assert active.read_bytes() == new_bytes
-        if finished:
-            assert sha == new_sha  # an install that reported success stays installed
-        outcomes.append(("finished " if finished else "killed, ") + ("new" if sha == new_sha else "old"))
-    print(f"install run {duration * 1000:.0f} ms; kills: {outcomes}")
-    assert sum(o.startswith("killed") for o in outcomes) >= 3, (outcomes, duration)
+    got = kiosk_soak.install_kills(store.root, models["new"], tmp_path, kills=KILLS)
+    print(f"install run {got['install_ms']:.0f} ms; kills: {got['outcomes']}")
+    assert got["violations"] == [], got
+    assert sum(o.startswith("killed") for o in got["outcomes"]) >= 3, got
     # After a kill, the next install completes and clears the leftovers.
     s = ModelStore(tmp_path / "k0")
     s.install(models["new"], num_threads=1)
