@@ -319,3 +319,17 @@ def test_cli_refuses_to_listen_beyond_loopback_without_a_token(tmp_path: Path) -
     assert "Traceback" not in res.output
     res = CliRunner().invoke(main, ["serve", "--port", "0", "--keep-photos", str(tmp_path / "p")])
     assert res.exit_code == 2 and "need --case-log" in res.output
+
+
+def test_a_photo_that_cannot_be_classified_leaves_no_case_and_no_file(server, photo: bytes) -> None:
+    """The photo is written while the model runs (--keep-photos); a refused photo's file is removed again."""
+    before = counts(server)
+    for body in (b"\xff\xd8\xff\xe0 not really a JPEG" * 10, photo[: len(photo) // 3]):
+        status, _, data = request(server, "POST", "/api/classify", body, {**AUTH, "Content-Type": "image/jpeg"})
+        assert status == 400 and as_json(data)["error"] == "ImageError"
+    assert counts(server) == before
+    # The same photo twice: one file, two cases.
+    for _ in range(2):
+        assert request(server, "POST", "/api/classify", photo, {**AUTH, "Content-Type": "image/jpeg"})[0] == 200
+    n_cases, n_files, _ = counts(server)
+    assert n_cases == before[0] + 2 and n_files == before[1] + (0 if before[1] else 1)

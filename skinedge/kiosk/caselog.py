@@ -214,20 +214,39 @@ class CaseLog:
 
     # -- writing --------------------------------------------------------------------------------------
 
+    def keep_photo(self, photo: bytes) -> str | None:
+        """Write ``photo`` into ``photo_dir`` (once per content: the file is named by its SHA-256) and return the
+        file name, on disk (fsynced); None without ``photo_dir``. The server calls this while the model runs,
+        then passes the name to :meth:`record`."""
+        if self.photo_dir is None:
+            return None
+        kept = sha256_hex(photo) + photo_suffix(photo)
+        if not (self.photo_dir / kept).exists():
+            write_private_file(self.photo_dir, kept, photo)
+        return kept
+
+    def discard_photo(self, kept: str) -> None:
+        """Delete a photo :meth:`keep_photo` wrote for a request that recorded no case (its photo could not be
+        classified), unless a case references the same photo."""
+        if self.photo_dir is None or "/" in kept or kept.startswith("."):
+            return
+        with self._lock:
+            used = self._db.execute("SELECT 1 FROM cases WHERE photo = ? LIMIT 1", (kept,)).fetchone()
+        if used is None:
+            (self.photo_dir / kept).unlink(missing_ok=True)
+
     def record(self, result: dict[str, Any], *, photo: bytes, model_name: str, model_sha256: str,
-               model_labels: Sequence[str] | None = None, now: float | None = None) -> int:
+               model_labels: Sequence[str] | None = None, kept: str | None = None, now: float | None = None) -> int:
         """Record one classification; returns its case id once it is on disk (committed, fsynced).
 
         ``result``: the dict the API answers (``ClassificationResult.to_dict()`` and extras); ``photo``: the
-        bytes classified (hashed; kept only with ``photo_dir``).
+        bytes classified (hashed; kept only with ``photo_dir``); ``kept``: the name :meth:`keep_photo` returned,
+        when the photo was written already.
         """
         now = time.time() if now is None else now
         digest = sha256_hex(photo)
-        kept = None
-        if self.photo_dir is not None:
-            kept = digest + photo_suffix(photo)
-            if not (self.photo_dir / kept).exists():  # content-addressed: the same photo is kept once
-                write_private_file(self.photo_dir, kept, photo)
+        if kept is None:
+            kept = self.keep_photo(photo)
         top_k = result.get("top_k") or []
         top = result.get("label") or (top_k[0].get("label") if top_k else None)
         score = result.get("score", top_k[0].get("score") if top_k else None)

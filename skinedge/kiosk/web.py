@@ -21,7 +21,8 @@ import math
 import re
 import ssl
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -47,8 +48,17 @@ class Kiosk:
     auth: Authenticator | None = None
     case_log: CaseLog | None = None
     ssl_context: ssl.SSLContext | None = None
+    # Writes kept photos while the model runs (--keep-photos): the photo's fsyncs overlap the classification.
+    _writer: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    def writer(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="skinedge-photos")
+        return self._writer
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
         if self.case_log is not None:
             self.case_log.close()
 
@@ -253,7 +263,28 @@ def _sign_out(handler: Any, kiosk: Kiosk | None) -> None:
     handler._send_json(200, {"signed_in": False}, {"Set-Cookie": kiosk.auth.clear_cookie()})
 
 
-def record_case(server: Any, photo: bytes, answer: dict[str, Any]) -> int | None:
+def begin_case(server: Any, photo: bytes) -> Future | None:
+    """Start keeping the photo (``--keep-photos``) in the background while the model runs; None when there is
+    nothing to keep. Pass the result to :func:`record_case`, or to :func:`abandon_case` if no case follows."""
+    kiosk: Kiosk | None = getattr(server, "kiosk", None)
+    if kiosk is None or kiosk.case_log is None or kiosk.case_log.photo_dir is None:
+        return None
+    return kiosk.writer().submit(kiosk.case_log.keep_photo, photo)
+
+
+def abandon_case(server: Any, pending: Future | None) -> None:
+    """The request ended without a case (its photo could not be classified): drop the photo kept for it."""
+    if pending is None:
+        return
+    try:
+        kept = pending.result()
+    except Exception:  # noqa: BLE001 - the write failed: nothing was kept
+        return
+    if kept is not None:
+        server.kiosk.case_log.discard_photo(kept)
+
+
+def record_case(server: Any, photo: bytes, answer: dict[str, Any], pending: Future | None = None) -> int | None:
     """Record a classification in the server's case log (None when it keeps none); returns the case id once
     it is on disk. The heatmap image and timings are not kept: the log holds the result."""
     kiosk: Kiosk | None = getattr(server, "kiosk", None)
@@ -263,7 +294,11 @@ def record_case(server: Any, photo: bytes, answer: dict[str, Any]) -> int | None
     result = {k: v for k, v in answer.items() if k not in ("heatmap_png", "server_ms", "timings_ms")}
     name = (clf.metadata.name if clf.metadata and clf.metadata.name else clf.model_path.name)
     t0 = time.perf_counter()
+    try:
+        kept = pending.result() if pending is not None else None
+    except OSError as exc:
+        raise CaseLogError(str(kiosk.case_log.photo_dir), f"cannot keep the photo ({exc.strerror or exc})") from None
     case_id = kiosk.case_log.record(result, photo=photo, model_name=name, model_sha256=clf.model_sha256,
-                                    model_labels=clf.labels)
+                                    model_labels=clf.labels, kept=kept)
     answer.setdefault("timings_ms", {})["case_log"] = round((time.perf_counter() - t0) * 1000, 3)
     return case_id

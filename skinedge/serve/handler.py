@@ -102,6 +102,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise RequestError(503, "ServiceUnavailable", "the server is shutting down")
             self._classify()
         except RequestError as exc:
+            self._abandon_case()  # before answering: the client may look at once
             if not self._body_consumed:
                 # An unread body must not be parsed as the next request, and closing on unread bytes
                 # resets the connection before the client reads the answer: read it away (bounded),
@@ -119,6 +120,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             log.exception("unexpected error in %s %s", self.command, _printable(self.path))
             self.close_connection = True
             self.send_json_error(500, "InternalError", "internal server error; the server's log has the details")
+        finally:
+            self._abandon_case()  # any other way out (a bug, a dropped connection)
 
     def _discard_body(self) -> None:
         text = (self.headers.get("Content-Length") or "").strip()
@@ -160,6 +163,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         body = upload.read_body(self.rfile, length, options.body_deadline_s)
         self._body_consumed = True
         photo = upload.image_bytes(body, self.headers.get("Content-Type"))
+        self._begin_case(photo)
         clf = self.server.classifier
         t0 = time.perf_counter()
         try:
@@ -209,6 +213,22 @@ class RequestHandler(BaseHTTPRequestHandler):
         web.route(self, self.command, path)
         return True
 
+    def _begin_case(self, photo: bytes) -> None:
+        """With --keep-photos, start writing the photo now: its disk writes overlap the classification."""
+        self._pending_case = None
+        if getattr(self.server, "kiosk", None) is not None:
+            from skinedge.kiosk.web import begin_case
+
+            self._pending_case = begin_case(self.server, photo)
+
+    def _abandon_case(self) -> None:
+        """The request ends without a case: drop the photo written for it (no-op after _record_case)."""
+        pending, self._pending_case = getattr(self, "_pending_case", None), None
+        if pending is not None:
+            from skinedge.kiosk.web import abandon_case
+
+            abandon_case(self.server, pending)
+
     def _record_case(self, photo: bytes, answer: dict[str, Any]) -> None:
         """With a case log, the answer's ``case_id``: the case is on disk before the answer is sent."""
         if getattr(self.server, "kiosk", None) is None:
@@ -217,11 +237,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         from skinedge.kiosk.web import record_case
 
         try:
-            case_id = record_case(self.server, photo, answer)
+            case_id = record_case(self.server, photo, answer, getattr(self, "_pending_case", None))
         except KioskError as exc:
             log.error("case log: %s", exc)
             raise RequestError(500, type(exc).__name__, "the case could not be recorded; the server's log has "
                                                         "the details") from None
+        self._pending_case = None  # recorded: the photo is the case's now
         if case_id is not None:
             answer["case_id"] = case_id
 
