@@ -154,15 +154,16 @@ def test_healthz_and_info(server, clf: Classifier) -> None:
     assert info["metadata"]["labels"] == info["labels"]
     assert info["limits"]["max_body_bytes"] == 20 * 1024 * 1024  # the default
     assert "/" not in info["model"]  # the model's name, not the server's path to it
-    # The keys of `skinedge info --json` (one ModelInfo), and the server's own six (auth, case_log: the kiosk's).
+    # The keys of `skinedge info --json` (one ModelInfo), and the server's own (auth, case_log, photos_kept: the
+    # kiosk's).
     from click.testing import CliRunner
 
     from skinedge.cli import main
 
     cli = json.loads(CliRunner().invoke(main, ["info", "--json", "--model", str(clf.model_path)]).stdout)
-    own = ("disclaimer", "heatmap", "live", "limits", "auth", "case_log")
+    own = ("disclaimer", "heatmap", "live", "limits", "auth", "case_log", "photos_kept")
     assert set(info) == set(cli) | set(own)
-    assert info["auth"] is False and info["case_log"] is False
+    assert info["auth"] is info["case_log"] is info["photos_kept"] is False
     assert {k: v for k, v in info.items() if k not in ("model", "threads", *own)
             } == {k: v for k, v in cli.items() if k not in ("model", "threads")}
     assert cli["model"] == str(clf.model_path) and info["model"] == clf.model_path.name

@@ -175,8 +175,10 @@ def make_server(classifier: Classifier, host: str = "127.0.0.1", port: int = 808
     """
     server = SkinedgeServer((host, port), classifier, options or ServeOptions(), live)
     server.kiosk = kiosk
+    case_log = kiosk.case_log if kiosk is not None else None
     server.info = {**server.info, "auth": kiosk is not None and kiosk.auth is not None,
-                   "case_log": kiosk is not None and kiosk.case_log is not None}
+                   "case_log": case_log is not None,
+                   "photos_kept": case_log is not None and case_log.photo_dir is not None}
     if kiosk is not None and kiosk.ssl_context is not None:
         # Handshakes happen in each connection's thread (RequestHandler.setup), never in the accept loop.
         server.socket = kiosk.ssl_context.wrap_socket(server.socket, server_side=True,

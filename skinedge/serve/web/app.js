@@ -79,6 +79,11 @@ async function loadInfo() {
   }
   const info = state.info;
   show("session-line", Boolean(info.auth));
+  if (info.case_log) {  // the kiosk's case log (skinedge serve --case-log): say what is kept
+    $("storage-note").textContent = info.photos_kept
+      ? "The photo is analysed on this device; the photo and its result are kept in this board's case log."
+      : "The photo is analysed in memory on this device; its result (not the photo) is kept in this board's case log.";
+  }
   $("disclaimer").textContent = info.disclaimer;
   $("max-size").textContent = megabytes(info.limits.max_body_bytes);
   const abstain = info.abstain_threshold > 0 ? `; no answer below ${percent(info.abstain_threshold)}` : "";
