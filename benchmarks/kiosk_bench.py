@@ -4,6 +4,7 @@
    --keep-photos``), the same 1 MP JPEG (made unique per request by 8 trailing bytes, so that every kept photo
    is a new file), requests alternating between the three one at a time on keep-alive connections. The
    overhead is the median over rounds of (case-log time - plain time), over the plain median. Goal: <= 5%.
+   The same with ``?heatmap=1`` (what the page sends), fewer rounds.
 2. ``kill -9`` of ``skinedge serve --case-log --keep-photos`` under 8 clients, ``--kills`` times
    (tests/kiosk_soak.py ``run``): acknowledged cases lost (goal 0), ``PRAGMA integrity_check``.
 3. ``models install`` SIGKILLed at uniformly random moments, ``--install-kills`` times (``install_kills``):
@@ -33,7 +34,7 @@ import kiosk_soak  # noqa: E402
 ONE_MP = (1155, 866)
 
 
-def overhead(body: bytes, rounds: int, threads: int, workdir: Path) -> dict:
+def overhead(body: bytes, rounds: int, threads: int, workdir: Path, query: str = "") -> dict:
     variants = {
         "plain": [],
         "case_log": ["--case-log", str(workdir / "a.sqlite")],
@@ -54,7 +55,8 @@ def overhead(body: bytes, rounds: int, threads: int, workdir: Path) -> dict:
             order = order[1:] + order[:1]  # rotate who goes first
             for name in order:
                 t0 = time.perf_counter()
-                conns[name].request("POST", "/api/classify", body=payload, headers={"Content-Type": "image/jpeg"})
+                conns[name].request("POST", "/api/classify" + query, body=payload,
+                                    headers={"Content-Type": "image/jpeg"})
                 resp = conns[name].getresponse()
                 answer = json.loads(resp.read())
                 elapsed = (time.perf_counter() - t0) * 1000
@@ -70,7 +72,8 @@ def overhead(body: bytes, rounds: int, threads: int, workdir: Path) -> dict:
             proc.terminate()
             proc.wait(30)
     plain = statistics.median(times["plain"])
-    out = {"rounds": rounds, "interpreter_threads": threads, "plain_p50_ms": round(plain, 2)}
+    out = {"request": "POST /api/classify" + query, "rounds": rounds, "interpreter_threads": threads,
+           "plain_p50_ms": round(plain, 2)}
     for name in ("case_log", "case_log_and_photos"):
         diffs = [b - a for a, b in zip(times["plain"], times[name])]
         out[name] = {"p50_ms": round(statistics.median(times[name]), 2),
@@ -80,6 +83,21 @@ def overhead(body: bytes, rounds: int, threads: int, workdir: Path) -> dict:
                      "server_case_log_ms_p50": round(statistics.median(case_ms[name]), 3),
                      "server_case_log_ms_p90": round(sorted(case_ms[name])[int(0.9 * len(case_ms[name]))], 3)}
     return out
+
+
+def fsync_probe(folder: Path, n: int = 200) -> dict:
+    """What one durable commit costs this disk: a 4 KB append and fsync, ``n`` times (the floor under the case
+    log's cost with synchronous=FULL), measured beside the overhead run."""
+    ms = []
+    with open(folder / "fsync-probe", "ab") as f:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+            ms.append((time.perf_counter() - t0) * 1000)
+    ms.sort()
+    return {"n": n, "p50_ms": round(ms[n // 2], 3), "p90_ms": round(ms[int(0.9 * n)], 3)}
 
 
 def _start(extra: list[str], threads: int, log: Path):
@@ -130,10 +148,12 @@ def install_soak(kills: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=300, help="requests per server in the overhead run")
+    parser.add_argument("--heatmap-rounds", type=int, default=100, help="the same with ?heatmap=1")
     parser.add_argument("--threads", type=int, default=common.usable_cpus(), help="interpreter threads")
     parser.add_argument("--kills", type=int, default=20, help="kill -9 of the server under load")
     parser.add_argument("--install-kills", type=int, default=100, help="SIGKILLs of models install")
     parser.add_argument("--out", default="kiosk", help="results name (benchmarks/results/NAME.json)")
+    parser.add_argument("--overhead-only", action="store_true", help="skip the two crash soaks")
     args = parser.parse_args()
 
     src = common.source_photo()
@@ -146,19 +166,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="skinedge-kiosk-bench-") as tmp:
         work = Path(tmp)
         (work / "o").mkdir()
+        result["fsync_before"] = fsync_probe(work / "o")
         result["case_log_overhead"] = overhead(body, args.rounds, args.threads, work / "o")
         result["case_log_overhead"]["goal_max"] = 0.05
         result["case_log_overhead"]["goal_met"] = result["case_log_overhead"]["case_log"][
             "overhead_paired_median"] <= 0.05
         print(json.dumps(result["case_log_overhead"], indent=1), flush=True)
-        (work / "k").mkdir()
-        photos = [p.read_bytes() for p in sorted((common.SHARED / "data" / "skin6" / "test").rglob("*.jpg"))[::50][:8]]
-        soak = kiosk_soak.run(work / "k", photos, kills=args.kills, clients=8, window_s=(0.5, 2.5))
-        result["serve_kill_9"] = {**soak.to_dict(), "lost_count": len(soak.lost), "goal_lost": 0}
-        print(json.dumps(result["serve_kill_9"], indent=1), flush=True)
-        (work / "i").mkdir()
-        result["install_kills"] = install_soak(args.install_kills, work / "i")
-        print(json.dumps(result["install_kills"], indent=1), flush=True)
+        (work / "h").mkdir()
+        result["case_log_overhead_heatmap"] = overhead(body, args.heatmap_rounds, args.threads, work / "h",
+                                                       query="?heatmap=1")
+        print(json.dumps(result["case_log_overhead_heatmap"], indent=1), flush=True)
+        result["fsync_after"] = fsync_probe(work / "o")
+        print("fsync", result["fsync_before"], result["fsync_after"], flush=True)
+        if args.overhead_only:
+            result["note"] = "--overhead-only: no crash soaks in this run"
+        else:
+            (work / "k").mkdir()
+            test_photos = sorted((common.SHARED / "data" / "skin6" / "test").rglob("*.jpg"))
+            photos = [p.read_bytes() for p in test_photos[::50][:8]]
+            soak = kiosk_soak.run(work / "k", photos, kills=args.kills, clients=8, window_s=(0.5, 2.5))
+            result["serve_kill_9"] = {**soak.to_dict(), "lost_count": len(soak.lost), "goal_lost": 0}
+            print(json.dumps(result["serve_kill_9"], indent=1), flush=True)
+            (work / "i").mkdir()
+            result["install_kills"] = install_soak(args.install_kills, work / "i")
+            print(json.dumps(result["install_kills"], indent=1), flush=True)
     result["loadavg_before"] = [round(x, 2) for x in load_before]
     result["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     path = common.write_result(args.out, result)

@@ -153,7 +153,8 @@ def service() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--model", default=None, help="A model file or bundled name (default: the model store's active one).")
 @click.option("--model-store", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The model store the service reads (SKINEDGE_MODEL_STORE in the unit).")
+              envvar="SKINEDGE_MODEL_STORE",
+              help="The model store the service reads (SKINEDGE_MODEL_STORE in the unit; default: this shell's).")
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--camera", default=None)
 @kiosk_options
