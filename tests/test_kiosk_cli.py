@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("cryptography", reason="the kiosk extra (cryptography) is not installed")
+pytest.importorskip("skinedge_tools.sign", reason="skinedge-tools keygen/sign are the build machine's: "
+                                                  "pip install -e ./tools")
 
 from skinedge import Classifier  # noqa: E402
 from skinedge.cli import main  # noqa: E402
