@@ -88,9 +88,7 @@ class _Refused(Exception):
 
 
 def _send_error(handler: Any, status: int, error: str, reason: str, headers: dict[str, str] | None = None) -> None:
-    # The handler's JSON refusal (named send_json_error after the core redesign, _send_error before it).
-    send = getattr(handler, "send_json_error", None) or handler._send_error
-    send(status, error, reason, extra=headers or None)
+    handler.send_json_error(status, error, reason, extra=headers or None)  # the server's one JSON refusal
 
 
 def is_public(handler: Any, method: str, path: str) -> bool:
