@@ -190,7 +190,7 @@ def test_signature_file_format(models: dict[str, Path]) -> None:
             parse_signature(bad, "s")
 
 
-KILLS = int(os.environ.get("SKINEDGE_KILL_TESTS", "12"))
+KILLS = int(os.environ.get("SKINEDGE_KILL_TESTS", "8"))
 
 
 def test_sigkill_during_install_leaves_old_or_new(store: ModelStore, models: dict[str, Path], tmp_path: Path) -> None:
