@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from skinedge.errors import ImageError, SkinedgeError
+from skinedge.kiosk.cli import build_kiosk, cases, check_access_options, kiosk_options, models, service, store_model
 
 # numpy is imported later, by the commands. skinedge's arithmetic runs in LiteRT's own threads and numpy only
 # handles small arrays, so OpenBLAS's worker threads (one per core, started when numpy is imported and joined
@@ -159,7 +160,7 @@ def predict(paths, model, labels, threads, backend, top_k, threshold, abstain, n
     Bad files are reported on stderr with their reason and the rest are still classified. Exit
     status: 0 if every input was classified, 1 if any failed, 2 for an unusable model, 130 if interrupted.
     """
-    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+    clf = _make_classifier(model=store_model(model), labels=labels, num_threads=threads, backend=backend,
                            options=_options(top_k=top_k, threshold=threshold, abstain=abstain, not_skin=not_skin,
                                             other_condition=other_condition, quality_check=quality_check))
     from skinedge.files import expand_inputs
@@ -608,8 +609,9 @@ def selftest(model, threads, backend) -> None:
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=20.0, show_default=True,
               help="Largest upload accepted (413 beyond).")
 @_gate_options
+@kiosk_options
 def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_skin, other_condition,
-          quality_check) -> None:
+          quality_check, token_file, certfile, keyfile, case_log, keep_photos, retain_days, insecure_no_auth) -> None:
     """Serve a local web page and JSON API for classifying photos (offline, from this board).
 
     Endpoints: / (the page), POST /api/classify, GET /api/info, GET /healthz, and with --camera
@@ -617,18 +619,20 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_
     """
     from skinedge.serve import ServeOptions, configure_logging, run_server
 
+    check_access_options(host, token_file, certfile, keyfile, case_log, keep_photos, retain_days, insecure_no_auth)
     configure_logging()
-    clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
+    clf = _make_classifier(model=store_model(model), labels=labels, num_threads=threads, backend=backend,
                            options=_options(not_skin=not_skin, other_condition=other_condition,
                                             quality_check=quality_check))
-    live = None
+    live = kiosk = None
     try:
+        kiosk = build_kiosk(token_file, certfile, keyfile, case_log, keep_photos, retain_days, clf.labels)
         if camera is not None:
             from skinedge.serve.live import LiveFeed
 
             live = LiveFeed(clf, int(camera) if camera.isdigit() else camera)
         options = ServeOptions(max_body_bytes=int(max_body_mb * 1024 * 1024))
-        raise SystemExit(run_server(clf, host, port, options, live))
+        raise SystemExit(run_server(clf, host, port, options, live, kiosk))
     except SkinedgeError as exc:
         _fail(exc)
     except OSError as exc:  # the address is taken or not ours to bind
@@ -637,7 +641,14 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_
     finally:
         if live is not None:
             live.stop()
+        if kiosk is not None:
+            kiosk.close()
         clf.close()
+
+
+main.add_command(cases)
+main.add_command(service)
+main.add_command(models)
 
 
 @main.command("watch")

@@ -98,7 +98,8 @@ def _assert_same(answer: dict, expected: ClassificationResult) -> None:
     assert list(answer["scores"].values()) == pytest.approx(list(expected.scores), abs=SCORE_TOL)
     assert {c.label: c.score for c in expected.top_k} == pytest.approx(
         {c.label: answer["scores"][c.label] for c in expected.top_k}, abs=SCORE_TOL)
-    assert set(answer["timings_ms"]) == set(ref["timings_ms"])
+    # The server adds its own steps: the overlay's PNG encoding (?heatmap=1) and, with a case log, its write.
+    assert set(answer["timings_ms"]) - {"overlay_png", "case_log"} == set(ref["timings_ms"])
     for key in ("heatmap_label",):
         assert answer.get(key) == ref.get(key)
 
@@ -153,14 +154,17 @@ def test_healthz_and_info(server, clf: Classifier) -> None:
     assert info["metadata"]["labels"] == info["labels"]
     assert info["limits"]["max_body_bytes"] == 20 * 1024 * 1024  # the issue's default
     assert "/" not in info["model"]  # the model's name, not the server's path to it
-    # The keys of `skinedge info --json` (one ModelInfo), and the server's own four.
+    # The keys of `skinedge info --json` (one ModelInfo), and the server's own (auth, case_log, photos_kept: the
+    # kiosk's).
     from click.testing import CliRunner
 
     from skinedge.cli import main
 
     cli = json.loads(CliRunner().invoke(main, ["info", "--json", "--model", str(clf.model_path)]).stdout)
-    assert set(info) == set(cli) | {"disclaimer", "heatmap", "live", "limits"}
-    assert {k: v for k, v in info.items() if k not in ("model", "threads", "disclaimer", "heatmap", "live", "limits")
+    own = ("disclaimer", "heatmap", "live", "limits", "auth", "case_log", "photos_kept")
+    assert set(info) == set(cli) | set(own)
+    assert info["auth"] is info["case_log"] is info["photos_kept"] is False
+    assert {k: v for k, v in info.items() if k not in ("model", "threads", *own)
             } == {k: v for k, v in cli.items() if k not in ("model", "threads")}
     assert cli["model"] == str(clf.model_path) and info["model"] == clf.model_path.name
 
@@ -341,6 +345,7 @@ def test_heatmap_request(server, clf: Classifier, photo: bytes) -> None:
     assert status == 200, body
     expected = clf.explain(photo)
     _assert_same(body, expected)
+    assert 0 < body["timings_ms"]["overlay_png"] < body["server_ms"]  # the page lists it (issue 23)
     got = Image.open(io.BytesIO(base64.b64decode(body["heatmap_png"])))
     source = Image.open(io.BytesIO(photo)).convert("RGB")
     assert got.format == "PNG" and max(got.size) <= 512

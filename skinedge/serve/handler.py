@@ -64,12 +64,14 @@ class RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.timeout = self.server.options.socket_timeout_s  # StreamRequestHandler applies it to the socket
         super().setup()
+        if hasattr(self.request, "do_handshake"):  # HTTPS: the TLS handshake here, in this connection's thread
+            self.request.do_handshake()
 
     # -- routing ----------------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = urlsplit(self.path).path
-        if self._refuse_when_stopping():
+        if self._refuse_when_stopping() or self._kiosk(path):
             return
         if path in self.server.pages:
             body, content_type = self.server.pages[path]
@@ -89,6 +91,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._body_consumed = False
         path = urlsplit(self.path).path
         try:
+            if self._kiosk(path):
+                return
             if path != "/api/classify":
                 known = path in self.server.pages or path in ("/healthz", "/api/info", "/api/live", "/api/live.mjpg")
                 if known:
@@ -98,6 +102,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 raise RequestError(503, "ServiceUnavailable", "the server is shutting down")
             self._classify()
         except RequestError as exc:
+            self._abandon_case()  # before answering: the client may look at once
             if not self._body_consumed:
                 # An unread body must not be parsed as the next request, and closing on unread bytes
                 # resets the connection before the client reads the answer: read it away (bounded),
@@ -115,6 +120,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             log.exception("unexpected error in %s %s", self.command, _printable(self.path))
             self.close_connection = True
             self.send_json_error(500, "InternalError", "internal server error; the server's log has the details")
+        finally:
+            self._abandon_case()  # any other way out (a bug, a dropped connection)
 
     def _discard_body(self) -> None:
         text = (self.headers.get("Content-Length") or "").strip()
@@ -126,6 +133,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _other_method(self) -> None:
         self.close_connection = True
+        if self._kiosk_gate(urlsplit(self.path).path):
+            return
         self._method_not_allowed("POST" if urlsplit(self.path).path == "/api/classify" else "GET")
 
     do_PUT = do_DELETE = do_PATCH = _other_method  # noqa: N815
@@ -154,6 +163,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         body = upload.read_body(self.rfile, length, options.body_deadline_s)
         self._body_consumed = True
         photo = upload.image_bytes(body, self.headers.get("Content-Type"))
+        self._begin_case(photo)
         clf = self.server.classifier
         t0 = time.perf_counter()
         try:
@@ -162,7 +172,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                 result = clf.explain(prepared) if want_heatmap else clf.classify(prepared)
                 answer = payload.result_payload(result, clf.labels)
                 if want_heatmap:
+                    t_png = time.perf_counter()
                     answer["heatmap_png"] = payload.overlay_png(prepared.image, result.heatmap)
+                    answer["timings_ms"]["overlay_png"] = round((time.perf_counter() - t_png) * 1000, 3)
         except RequestError:
             raise  # the server's own refusal (busy): already an answer
         except ClassifierClosedError:
@@ -176,8 +188,63 @@ class RequestHandler(BaseHTTPRequestHandler):
         except SkinedgeError as exc:  # the model failed to run: the server's problem, logged in full
             log.error("classify failed: %s", exc)
             raise RequestError(500, type(exc).__name__, "the model failed to run this photo") from None
+        self._record_case(photo, answer)
         answer["server_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         self._send_json(200, answer)
+
+    # -- the kiosk (skinedge.kiosk.web): access check, sign-in and case routes, the case log ----------
+
+    def _kiosk_gate(self, path: str) -> bool:
+        """401/429 for a request without a valid token or session; True when it was refused."""
+        if getattr(self.server, "kiosk", None) is None:
+            return False
+        from skinedge.kiosk import web
+
+        return web.gate(self, self.command, path)
+
+    def _kiosk(self, path: str) -> bool:
+        """The access check, then the kiosk's own routes; True when the request has been answered."""
+        if self._kiosk_gate(path):
+            return True
+        from skinedge.kiosk import web
+
+        if getattr(self.server, "kiosk", None) is None or not web.handles(path):
+            return False
+        web.route(self, self.command, path)
+        return True
+
+    def _begin_case(self, photo: bytes) -> None:
+        """With --keep-photos, start writing the photo now: its disk writes overlap the classification."""
+        self._pending_case = None
+        if getattr(self.server, "kiosk", None) is not None:
+            from skinedge.kiosk.web import begin_case
+
+            self._pending_case = begin_case(self.server, photo)
+
+    def _abandon_case(self) -> None:
+        """The request ends without a case: drop the photo written for it (no-op after _record_case)."""
+        pending, self._pending_case = getattr(self, "_pending_case", None), None
+        if pending is not None:
+            from skinedge.kiosk.web import abandon_case
+
+            abandon_case(self.server, pending)
+
+    def _record_case(self, photo: bytes, answer: dict[str, Any]) -> None:
+        """With a case log, the answer's ``case_id``: the case is on disk before the answer is sent."""
+        if getattr(self.server, "kiosk", None) is None:
+            return
+        from skinedge.kiosk import KioskError
+        from skinedge.kiosk.web import record_case
+
+        try:
+            case_id = record_case(self.server, photo, answer, getattr(self, "_pending_case", None))
+        except KioskError as exc:
+            log.error("case log: %s", exc)
+            raise RequestError(500, type(exc).__name__, "the case could not be recorded; the server's log has "
+                                                        "the details") from None
+        self._pending_case = None  # recorded: the photo is the case's now
+        if case_id is not None:
+            answer["case_id"] = case_id
 
     def _live(self, path: str) -> None:
         live = self.server.live

@@ -25,13 +25,14 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def run_server(classifier: Classifier, host: str = "127.0.0.1", port: int = 8080,
-               options: ServeOptions | None = None, live: Any = None) -> int:
+               options: ServeOptions | None = None, live: Any = None, kiosk: Any = None) -> int:
     """Serve until SIGINT/SIGTERM (call from the main thread); return the exit status (0 after a clean stop).
 
-    ``live`` is a started :class:`skinedge.serve.live.LiveFeed` or None; it is stopped on exit.
+    ``live`` is a started :class:`skinedge.serve.live.LiveFeed` or None; it is stopped on exit. ``kiosk`` is a
+    :class:`skinedge.kiosk.web.Kiosk` (token check, case log, HTTPS) or None; its case log is closed on exit.
     """
     options = options or ServeOptions()
-    server = make_server(classifier, host, port, options, live)
+    server = make_server(classifier, host, port, options, live, kiosk)
     stop = threading.Event()
     received: list[str] = []
 
@@ -58,6 +59,8 @@ def run_server(classifier: Classifier, host: str = "127.0.0.1", port: int = 8080
         server.server_close()
         if live is not None:
             live.stop()
+        if kiosk is not None:
+            kiosk.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("stopped")

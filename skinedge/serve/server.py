@@ -56,6 +56,7 @@ class SkinedgeServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer that holds the Classifier, the page and the optional live feed."""
 
     request_queue_size = 128  # socketserver's default backlog (5) resets a burst of 32 clients
+    kiosk: Any = None  # a skinedge.kiosk.web.Kiosk (access check, case log, HTTPS), set by make_server
     daemon_threads = True  # a stalled keep-alive client must not hold the process at exit
     block_on_close = False
 
@@ -80,7 +81,8 @@ class SkinedgeServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+        scheme = "https" if self.kiosk is not None and self.kiosk.ssl_context is not None else "http"
+        return f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
 
     # -- connection accounting ------------------------------------------------------------------
 
@@ -166,10 +168,25 @@ def _raw_response(status: int, body: dict[str, Any]) -> bytes:
 
 
 def make_server(classifier: Classifier, host: str = "127.0.0.1", port: int = 8080,
-                options: ServeOptions | None = None, live: Any = None) -> SkinedgeServer:
-    """Bind a server (port 0: a free one; see ``.url``); call ``serve_forever()`` to answer requests."""
+                options: ServeOptions | None = None, live: Any = None, kiosk: Any = None) -> SkinedgeServer:
+    """Bind a server (port 0: a free one; see ``.url``); call ``serve_forever()`` to answer requests.
+
+    ``kiosk``: a :class:`skinedge.kiosk.web.Kiosk` (token check, case log, HTTPS), or None.
+    """
     server = SkinedgeServer((host, port), classifier, options or ServeOptions(), live)
-    if not is_loopback(server.server_address[0]):
+    server.kiosk = kiosk
+    case_log = kiosk.case_log if kiosk is not None else None
+    server.info = {**server.info, "auth": kiosk is not None and kiosk.auth is not None,
+                   "case_log": case_log is not None,
+                   "photos_kept": case_log is not None and case_log.photo_dir is not None}
+    if kiosk is not None and kiosk.ssl_context is not None:
+        # Handshakes happen in each connection's thread (RequestHandler.setup), never in the accept loop.
+        server.socket = kiosk.ssl_context.wrap_socket(server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+    if kiosk is not None and kiosk.auth is not None:
+        log.info("access needs the token (Authorization: Bearer) or a signed-in session%s",
+                 "" if kiosk.ssl_context is not None else "; without --certfile it travels unencrypted")
+    elif not is_loopback(server.server_address[0]):
         log.warning("listening on %s, beyond this machine: anyone who can reach it can use the classifier "
                     "(no authentication, no TLS). Use --host 127.0.0.1 unless the network is trusted.", server.url)
     return server

@@ -1,4 +1,4 @@
-"""``skinedge-tools``: train / rebuild / evaluate / report."""
+"""``skinedge-tools``: train / rebuild / evaluate / report / keygen / sign."""
 
 from __future__ import annotations
 
@@ -393,6 +393,36 @@ def report(run_dir, models_dir, docs_dir, data_root, latency_runs, compare, tria
     out = build(Path(run_dir), Path(models_dir), Path(docs_dir), Path(data_root) if data_root else None, latency,
                 [Path(r) for r in compare], backbone_latency, Path(trials_dir) if trials_dir else None)
     click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("private_key", type=click.Path(dir_okay=False))
+@click.option("--public", "public_key", default=None, type=click.Path(dir_okay=False),
+              help="Where to write the public key (default: PRIVATE_KEY.pub).")
+def keygen(private_key, public_key) -> None:
+    """Make an Ed25519 signing key pair for models (the private key stays on the build machine, mode 0600).
+
+    Boards trust the public key: skinedge models trust PUBLIC_KEY (docs/kiosk.md)."""
+    from skinedge_tools.sign import keygen as make_keys
+
+    if Path(private_key).exists():
+        raise click.ClickException(f"{private_key}: exists; a key is never overwritten")
+    private, public, kid = make_keys(private_key, public_key)
+    click.echo(f"private key {private} (keep it off the boards and out of the repository)")
+    click.echo(f"public key  {public} (key id {kid}): copy it to each board")
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", "private_key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The Ed25519 private key (PEM) from skinedge-tools keygen.")
+def sign(models, private_key) -> None:
+    """Sign model files: writes MODEL.sig beside each (Ed25519 over the file's SHA-256), which
+    skinedge models install checks on the board."""
+    from skinedge_tools.sign import sign_file
+
+    for model in models:
+        click.echo(f"signed {model} -> {sign_file(model, private_key)}")
 
 
 def _latency(float_path: Path, int8_path: Path, runs: int) -> dict:

@@ -13,9 +13,64 @@ function show(id, visible) {
   $(id).hidden = !visible;
 }
 
+// One way to write a size, for the drop box and the refusal alike (MB of 1024 x 1024 bytes, as the server counts).
+function megabytes(bytes) {
+  const mb = bytes / (1024 * 1024);
+  return `${mb >= 10 ? Math.round(mb) : mb.toFixed(1)} MB`;
+}
+
+// The kiosk's sign-in (skinedge serve --token-file): the API answers 401 until the session cookie is set.
+function showSignIn(message) {
+  show("app", false);
+  show("session-line", false);
+  show("signin-panel", true);
+  $("signin-error").textContent = message || "";
+  show("signin-error", Boolean(message));
+  $("token").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  let response;
+  let body = {};
+  try {
+    response = await fetch("/api/signin", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ token: $("token").value }),
+    });
+    body = await response.json();
+  } catch (err) {
+    showSignIn(`Cannot reach the skinedge server (${err.message}).`);
+    return;
+  }
+  $("token").value = "";
+  if (!response.ok) {
+    const wait = response.headers.get("Retry-After");
+    showSignIn(response.status === 429 ? `Too many wrong tokens: wait ${wait || "a few"} seconds and try again.`
+      : `Not signed in: ${body.reason || response.status}.`);
+    return;
+  }
+  show("signin-panel", false);
+  show("app", true);
+  loadInfo();
+}
+
+async function signOut() {
+  try {
+    await fetch("/api/signout", { method: "POST" });
+  } finally {
+    showSignIn("Signed out.");
+  }
+}
+
 async function loadInfo() {
   try {
     const response = await fetch("/api/info");
+    if (response.status === 401) {
+      showSignIn();
+      return;
+    }
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     state.info = await response.json();
   } catch (err) {
@@ -23,8 +78,14 @@ async function loadInfo() {
     return;
   }
   const info = state.info;
+  show("session-line", Boolean(info.auth));
+  if (info.case_log) {  // the kiosk's case log (skinedge serve --case-log): say what is kept
+    $("storage-note").textContent = info.photos_kept
+      ? "The photo is analysed on this device; the photo and its result are kept in this board's case log."
+      : "The photo is analysed in memory on this device; its result (not the photo) is kept in this board's case log.";
+  }
   $("disclaimer").textContent = info.disclaimer;
-  $("max-size").textContent = `${Math.round(info.limits.max_body_bytes / (1024 * 1024))} MB`;
+  $("max-size").textContent = megabytes(info.limits.max_body_bytes);
   const abstain = info.abstain_threshold > 0 ? `; no answer below ${percent(info.abstain_threshold)}` : "";
   $("model-line").textContent =
     `Model ${info.name || info.model}: ${info.labels.length} classes, ${info.backend}, ${info.delegate}${abstain}.`;
@@ -53,8 +114,13 @@ async function classify(file) {
   show("error", false);
   show("result", false);
   const limit = state.info ? state.info.limits.max_body_bytes : Infinity;
+  if (file.type && !file.type.startsWith("image/")) {  // a PDF, a text file...: say so in words
+    showError(`This file is not a photo (${file.name || file.type}). Choose a JPEG, PNG, WebP, BMP, GIF or TIFF photo.`);
+    $("status").textContent = "Not sent.";
+    return;
+  }
   if (file.size > limit) {
-    showError(`This file is ${(file.size / 1e6).toFixed(1)} MB; the limit is ${(limit / 1e6).toFixed(0)} MB.`);
+    showError(`This file is ${megabytes(file.size)}; the limit is ${megabytes(limit)}.`);
     $("status").textContent = "Not sent.";
     return;
   }
@@ -75,6 +141,15 @@ async function classify(file) {
       body = await response.json();
     } catch (err) {
       throw new Error(`the server answered HTTP ${response.status} without a result`);
+    }
+    if (response.status === 401) {
+      showSignIn("Your session has ended: sign in again.");
+      return;
+    }
+    if (response.status === 415) {
+      showError("This file is not a photo. Choose a JPEG, PNG, WebP, BMP, GIF or TIFF photo.");
+      $("status").textContent = "No result.";
+      return;
     }
     if (!response.ok) {
       showError(`Could not score this photo: ${body.reason || body.error || response.status}`);
@@ -157,11 +232,19 @@ function render(result, roundTrip) {
   }
 
   const t = result.timings_ms;
-  const rows = [
+  const steps = [
     ["decode", t.decode],
     ["preprocess", t.preprocess],
     ["model (invoke)", t.invoke],
     ["heatmap", t.heatmap],
+    ["heatmap overlay (PNG)", t.overlay_png],
+    ["case log", t.case_log],
+  ];
+  const listed = steps.reduce((sum, [, ms]) => sum + (typeof ms === "number" ? ms : 0), 0);
+  const rows = [
+    ...steps,
+    // What the steps above leave of the server's time: reading the upload, waiting for a slot, the JSON.
+    ["other server work", typeof result.server_ms === "number" ? Math.max(0, result.server_ms - listed) : undefined],
     ["on the server, in all", result.server_ms],
     ["round trip", roundTrip],
   ];
@@ -183,6 +266,7 @@ function render(result, roundTrip) {
       "A coarse map, not a lesion outline.";
     applyOverlayToggle();
   }
+  renderCase(result);
   show("result", true);
   if (window.innerWidth < 820) $("result-title").scrollIntoView({ block: "start" });  // one column: result below
 }
@@ -191,7 +275,55 @@ function applyOverlayToggle() {
   const on = $("show-overlay").checked && $("overlay").hasAttribute("src");
   show("overlay", on);
   show("overlay-note", on);
+  show("legend", on);
   show("photo", !on);
+}
+
+// With a case log (skinedge serve --case-log), the clinician can put their own label beside the result.
+function renderCase(result) {
+  const hasCase = typeof result.case_id === "number";
+  show("case", hasCase);
+  if (!hasCase) return;
+  state.caseId = result.case_id;
+  $("case-id").textContent = `#${result.case_id}`;
+  const select = $("case-label");
+  select.replaceChildren();
+  const none = document.createElement("option");
+  none.value = "";
+  none.textContent = "Choose the clinician's label";
+  select.append(none);
+  for (const label of state.info ? state.info.labels : []) {
+    const option = document.createElement("option");
+    option.value = label;
+    option.textContent = label;
+    select.append(option);
+  }
+  $("case-status").textContent = "";
+}
+
+async function saveLabel() {
+  const label = $("case-label").value;
+  if (!label || state.caseId === undefined) {
+    $("case-status").textContent = "Choose a label first.";
+    return;
+  }
+  $("case-status").textContent = "Saving…";
+  try {
+    const response = await fetch(`/api/cases/${state.caseId}/label`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ label }),
+    });
+    const body = await response.json();
+    if (response.status === 401) {
+      showSignIn("Your session has ended: sign in again.");
+      return;
+    }
+    $("case-status").textContent = response.ok ? `Saved: case #${body.case_id} is labelled ${body.clinician_label}.`
+      : `Not saved: ${body.reason || response.status}`;
+  } catch (err) {
+    $("case-status").textContent = `Not saved: ${err.message}`;
+  }
 }
 
 function startLive() {
@@ -223,6 +355,9 @@ function wire() {
     });
   }
   $("show-overlay").addEventListener("change", applyOverlayToggle);
+  $("signin-form").addEventListener("submit", signIn);
+  $("signout").addEventListener("click", signOut);
+  $("case-save").addEventListener("click", saveLabel);
   // A file the browser cannot show (broken, or a format it lacks): no broken-image icon.
   $("photo").addEventListener("error", () => {
     if ($("photo").getAttribute("src")) show("photo", false);
