@@ -5,7 +5,6 @@ Outputs are model scores for research and triage support, not a medical diagnosi
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import sys
@@ -29,6 +28,7 @@ from skinedge.backend import (
     invoke_once,
     usable_cpus,
 )
+from skinedge.batch import prefetched
 from skinedge.errors import ClassifierClosedError, ImageError, MetadataError, ModelError, SkinedgeError
 from skinedge.metadata import ModelMetadata, read_labels_file
 from skinedge.options import ClassifierOptions
@@ -582,33 +582,8 @@ class Classifier:
         of the two. One bad image yields its :class:`SkinedgeError` and the rest go on.
         """
         opts = self.resolve_options(options, **overrides)
-        workers = workers or 2
-        prefetch = prefetch or 2 * workers
-        if workers < 1 or prefetch < 1:
-            raise ValueError(f"workers and prefetch must be >= 1, got {workers} and {prefetch}")
-        if isinstance(images, (list, tuple)) and len(images) <= 1:
-            # One image has nothing to overlap: skip the pool (and ~9 ms of imports on a cold start).
-            for item in images:
-                yield self._outcome(lambda item=item: self._finish(self.prepare(item), opts))
-            return
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        pending: collections.deque[Future] = collections.deque()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinedge-decode") as pool:
-            it = iter(images)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < prefetch:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append(pool.submit(self.prepare, item))
-                if not pending:
-                    return
-                future = pending.popleft()
-                yield self._outcome(lambda future=future: self._finish(future.result(), opts))
+        for prepared in prefetched(self.prepare, images, workers=workers or 2, depth=prefetch):
+            yield self._outcome(lambda prepared=prepared: self._finish(prepared(), opts))
 
     @staticmethod
     def _outcome(step: Any) -> BatchOutcome:
