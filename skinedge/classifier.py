@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from skinedge import explain as _explain
 from skinedge import model_io
 from skinedge.backend import (
     DelegateStatus,
@@ -520,10 +519,12 @@ class Classifier:
         result = self.result_from_scores(prepared.source, scores, timings, opts)
         if not heatmap:
             return result
+        from skinedge import explain  # the maps' arithmetic, loaded by the first heatmap (not by every start)
+
         t = time.perf_counter()
         index = result.index if label is None else self.labels.index(label)
         ordered = [maps[name] for name in self.metadata.map_outputs]
-        heat = _explain.heatmap_for(ordered, index, prepared.image.size, self.spec)
+        heat = explain.heatmap_for(ordered, index, prepared.image.size, self.spec)
         timings = dataclasses.replace(timings, heatmap_ms=(time.perf_counter() - t) * 1000)
         return dataclasses.replace(result, heatmap=heat, heatmap_label=self.labels[index], timings=timings)
 
