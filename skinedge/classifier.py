@@ -5,7 +5,6 @@ Outputs are model scores for research and triage support, not a medical diagnosi
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import os
 import sys
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from skinedge import explain as _explain
 from skinedge import model_io
 from skinedge.backend import (
     DelegateStatus,
@@ -29,6 +27,7 @@ from skinedge.backend import (
     invoke_once,
     usable_cpus,
 )
+from skinedge.batch import prefetched
 from skinedge.errors import ClassifierClosedError, ImageError, MetadataError, ModelError, SkinedgeError
 from skinedge.metadata import ModelMetadata, read_labels_file
 from skinedge.options import ClassifierOptions
@@ -557,10 +556,12 @@ class Classifier:
         result = self.result_from_scores(prepared.source, scores, timings, opts, gates=gates, quality=quality)
         if not heatmap:
             return result
+        from skinedge import explain  # the maps' arithmetic, loaded by the first heatmap (not by every start)
+
         t = time.perf_counter()
         index = result.index if label is None else self.labels.index(label)
         ordered = [maps[name] for name in self.metadata.map_outputs]
-        heat = _explain.heatmap_for(ordered, index, prepared.image.size, self.spec)
+        heat = explain.heatmap_for(ordered, index, prepared.image.size, self.spec)
         timings = dataclasses.replace(timings, heatmap_ms=(time.perf_counter() - t) * 1000)
         return dataclasses.replace(result, heatmap=heat, heatmap_label=self.labels[index], timings=timings)
 
@@ -619,33 +620,8 @@ class Classifier:
         of the two. One bad image yields its :class:`SkinedgeError` and the rest go on.
         """
         opts = self.resolve_options(options, **overrides)
-        workers = workers or 2
-        prefetch = prefetch or 2 * workers
-        if workers < 1 or prefetch < 1:
-            raise ValueError(f"workers and prefetch must be >= 1, got {workers} and {prefetch}")
-        if isinstance(images, (list, tuple)) and len(images) <= 1:
-            # One image has nothing to overlap: skip the pool (and ~9 ms of imports on a cold start).
-            for item in images:
-                yield self._outcome(lambda item=item: self._finish(self.prepare(item), opts))
-            return
-        from concurrent.futures import Future, ThreadPoolExecutor
-
-        pending: collections.deque[Future] = collections.deque()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinedge-decode") as pool:
-            it = iter(images)
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < prefetch:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    pending.append(pool.submit(self.prepare, item))
-                if not pending:
-                    return
-                future = pending.popleft()
-                yield self._outcome(lambda future=future: self._finish(future.result(), opts))
+        for prepared in prefetched(self.prepare, images, workers=workers or 2, depth=prefetch):
+            yield self._outcome(lambda prepared=prepared: self._finish(prepared(), opts))
 
     @staticmethod
     def _outcome(step: Any) -> BatchOutcome:

@@ -206,3 +206,36 @@ def test_a_prepared_photo_for_another_input_is_refused(quant_model: Path, imagen
 @pytest.fixture(scope="module")
 def test_photos(skin6_dir: Path) -> list[Path]:
     return sorted(p for p in (skin6_dir / "test").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+# -- the batcher ---------------------------------------------------------------------------------------------------
+
+
+def test_prefetched_keeps_order_errors_and_its_depth() -> None:
+    import threading
+
+    from skinedge.batch import prefetched
+
+    started: list[int] = []
+    lock = threading.Lock()
+
+    def step(i: int) -> int:
+        with lock:
+            started.append(i)
+        if i == 3:
+            raise KeyError(i)
+        return i * i
+
+    got, consumed = [], 0
+    for get in prefetched(step, iter(range(10)), workers=2, depth=3):
+        consumed += 1
+        assert len(started) <= consumed + 2  # never more than `depth` items begun beyond those handed back
+        try:
+            got.append(get())
+        except KeyError as exc:
+            got.append(("error", exc.args[0]))
+    assert got == [0, 1, 4, ("error", 3), 16, 25, 36, 49, 64, 81]
+    lazy = list(prefetched(step, [70], workers=2))  # one item: run when asked, in this thread
+    assert 70 not in started and lazy[0]() == 4900 and 70 in started
+    with pytest.raises(ValueError):
+        list(prefetched(step, [1, 2], workers=1, depth=0))

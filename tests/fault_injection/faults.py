@@ -258,7 +258,7 @@ SOURCES = [
            (("Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)",
              "Timings(prepared.decode_ms, invoke_ms, prepared.resize_ms)"),)),
     Source("timings_preprocess_in_seconds", "timings", "decode/preprocess in seconds, not ms", P,
-           (("tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full)", "tensor, (t1 - t0), (t2 - t1), full)"),)),
+           (("tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full", "tensor, (t1 - t0), (t2 - t1), full"),)),
     Source("timings_invoke_in_seconds", "timings", "invoke_ms in seconds", C,
            (("invoke_ms = (time.perf_counter() - t) * 1000", "invoke_ms = (time.perf_counter() - t)"),)),
     Source("timings_total_without_heatmap", "timings", "total_ms leaves out heatmap_ms", C,
