@@ -517,8 +517,7 @@ def _format_evaluation(report: Any) -> str:
         f"accuracy   {rep['accuracy']:.3f}  [95% CI {acc[0]:.3f}, {acc[1]:.3f}]",
         f"macro-F1   {rep['macro_f1']:.3f}  [95% CI {f1[0]:.3f}, {f1[1]:.3f}]  (percentile bootstrap, "
         f"{rep['bootstrap']['resamples']} resamples, seed {rep['bootstrap']['seed']}{over})",
-        f"abstain    at {rep['abstain_threshold']:.3g}: {ab['answered']}/{rep['n']} answered "
-        f"(coverage {ab['coverage']:.3f}), {answered}",
+        f"answered   {ab['answered']}/{rep['n']} (coverage {ab['coverage']:.3f}), {answered}",
         "",
     ]
     names = rep["confusion"]["labels"]

@@ -33,7 +33,7 @@ class ClassifierOptions:
         quality: photo-quality limits (:class:`skinedge.quality.QualityThresholds`) below which a photo is too
             poor to judge (``reason="poor_photo"``); None: the model's own (set where its accuracy falls); a model
             without them (the paper's MobileNetV2, third-party files) is not checked unless limits are given here.
-        check_quality: False skips the photo-quality check (the measures are still reported).
+        check_quality: False skips the photo-quality check (and its measures: ``result.quality`` is None).
     """
 
     top_k: int = 3

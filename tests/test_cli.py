@@ -194,7 +194,7 @@ def test_info_names_each_tensor_once(runner: CliRunner) -> None:
     rows = [line for line in out if line.split(" ")[0] in ("input", "scores", "map")]
     assert [r.split()[0] for r in rows] == ["input", "scores", "map", "map"], out
     assert [r.split()[-1] for r in rows] == [d["name"] for d in want.values()]
-    assert "[1, 6] float32  " in rows[1] and "scale 0" not in "".join(rows)
+    assert f"{[int(v) for v in want['scores']['shape']]} float32  " in rows[1] and "scale 0" not in "".join(rows)
     assert rows[0].startswith(f"input       {[int(v) for v in want['input']['shape']]} uint8")
     assert sum(line.startswith("output") for line in out) == 0  # "answer" says what the output means
 

@@ -61,7 +61,8 @@ def test_class_maps_average_to_the_scores(model, tolerance, test_photos):
     temperature = md.metrics["calibration_temperature"]
     for photo in test_photos[::90]:
         out = _raw_outputs(path, prepare(photo))
-        assert out["class_maps"].shape == (7, 7, 6) and out["class_maps_fine"].shape == (14, 14, 6)
+        n = len(md.output_labels)  # one map per output: the six classes, then a gated model's gates
+        assert out["class_maps"].shape == (7, 7, n) and out["class_maps_fine"].shape == (14, 14, n)
         z = out["class_maps"].mean(axis=(0, 1)) / temperature
         expected = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         np.testing.assert_allclose(out["probabilities"], expected, atol=tolerance)

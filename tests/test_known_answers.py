@@ -214,18 +214,28 @@ def test_bundled_models_known_answers(skin6_dir: Path, model: Path) -> None:
             pixels, _, _ = clf.preprocess(path)
             resized = reference_pixels(pixels, rgb, 224, 224)
             # Each network's graph holds its own input normalisation: mean 0 and std 1 in the spec
-            expected = expected_scores(model, resized, dtype, "probabilities",
-                                       mean=0.0, std=1.0, output="probabilities")
+            everything = expected_scores(model, resized, dtype, "probabilities",
+                                         mean=0.0, std=1.0, output="probabilities")
+            # A gated model's output is one softmax over the classes, then the gates (its metadata names them): the
+            # class scores are the classes' share, renormalised; the gates are the rest, as they are.
+            n = len(SKIN6_LABELS)
+            expected, gates = everything[:n] / everything[:n].sum(), dict(zip(clf.gate_labels, everything[n:]))
+            assert len(everything) == n + len(clf.gate_labels)
             result = clf.classify(path)
             assert_scores(result, expected, SKIN6_LABELS)
-            assert result.uncertain == (expected.max() < clf.abstain_threshold)
+            assert result.gates == pytest.approx(gates, abs=1e-6)
+            opts = clf.resolve_options()
+            closed = [g for g, v in gates.items() if v >= getattr(opts, f"{g}_threshold")]
+            assert result.uncertain == (expected.max() < clf.abstain_threshold or bool(closed)
+                                        or bool(result.quality_problems))
 
 
 # Recorded once per bundled int8 model, on this project's development machine (x86-64, LiteRT 2.3.0), so that a
 # fault that both pipelines above share (Pillow's decoder itself) still shows. Recorded with:
 #   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path;
 #   from test_known_answers import _skin6_photos; from skinedge import Classifier; c = Classifier(NAME, num_threads=1);
-#   [print(c.classify(p).label, [round(s, 2) for s in c.classify(p).scores]) for p in
+#   [print(c.classify(p).label, [round(s, 2) for s in c.classify(p).scores], [round(g, 2) for g in
+#   c.classify(p).gates.values()]) for p in
 #   _skin6_photos(Path('../shared/data/skin6'))]"
 # with NAME "mobilenetv2" or "efficientnet-lite0". The tolerance (0.03) covers int8 kernels that round one step
 # differently on another CPU; a channel swap, a missed rotation or a wrong crop moves these scores by far more.
@@ -238,13 +248,13 @@ RECORDED_BUNDLED_INT8 = {
         ("Vitiligo", [0.03, 0.03, 0.04, 0.03, 0.86, 0.00]),
         ("Unknown_Normal", [0.05, 0.08, 0.08, 0.07, 0.04, 0.69]),
     ],
-    "efficientnet-lite0": [
-        ("Psoriasis", [0.24, 0.02, 0.66, 0.07, 0.01, 0.00]),  # an Acne photo it gets wrong
-        ("Eczema", [0.00, 0.84, 0.07, 0.02, 0.06, 0.00]),
-        ("Acne", [0.81, 0.01, 0.09, 0.03, 0.05, 0.00]),  # a Psoriasis photo it gets wrong
-        ("SkinCancer", [0.01, 0.17, 0.22, 0.59, 0.01, 0.00]),
-        ("Vitiligo", [0.00, 0.00, 0.02, 0.00, 0.97, 0.00]),
-        ("Vitiligo", [0.03, 0.01, 0.01, 0.02, 0.79, 0.13]),  # an Unknown_Normal photo it gets wrong
+    "efficientnet-lite0": [  # the gated default (issue 21): class scores, then its two gate scores
+        ("Psoriasis", [0.04, 0.01, 0.92, 0.03, 0.00, 0.00], [0.00, 0.03]),  # an Acne photo it gets wrong
+        ("Eczema", [0.00, 0.68, 0.11, 0.07, 0.13, 0.01], [0.02, 0.80]),  # not answered: other_condition
+        ("Acne", [0.40, 0.07, 0.28, 0.12, 0.13, 0.01], [0.00, 0.40]),  # a Psoriasis photo it gets wrong
+        ("Eczema", [0.01, 0.48, 0.12, 0.36, 0.02, 0.00], [0.02, 0.48]),  # a SkinCancer photo it gets wrong
+        ("Vitiligo", [0.00, 0.00, 0.01, 0.00, 0.98, 0.00], [0.01, 0.03]),
+        ("Vitiligo", [0.05, 0.03, 0.01, 0.02, 0.61, 0.28], [0.16, 0.22]),  # an Unknown_Normal photo it gets wrong
     ],
 }
 
@@ -252,7 +262,8 @@ RECORDED_BUNDLED_INT8 = {
 @pytest.mark.parametrize("name", list(RECORDED_BUNDLED_INT8))
 def test_bundled_int8_recorded_answers(skin6_dir: Path, name: str) -> None:
     with Classifier(name, num_threads=1) as clf:
-        for path, (label, scores) in zip(_skin6_photos(skin6_dir), RECORDED_BUNDLED_INT8[name], strict=True):
+        for path, (label, scores, *gates) in zip(_skin6_photos(skin6_dir), RECORDED_BUNDLED_INT8[name], strict=True):
             result = clf.classify(path)
             assert result.label == label, path
             np.testing.assert_allclose(result.scores, scores, rtol=0, atol=0.03, err_msg=str(path))
+            np.testing.assert_allclose(list(result.gates.values()), gates[0] if gates else [], rtol=0, atol=0.03)

@@ -117,7 +117,7 @@ def test_per_call_options_answer_what_a_classifier_built_with_them_answers(quant
 
 
 def test_none_abstain_threshold_means_the_models_own() -> None:
-    with Classifier(num_threads=1) as clf:  # the bundled model: its metadata's threshold (0.51)
+    with Classifier("mobilenetv2", num_threads=1) as clf:  # a bundled model: its metadata's threshold (0.62)
         own = clf.metadata.abstain_threshold
         assert 0 < own < 1 and clf.abstain_threshold == own == clf.model_abstain_threshold
         assert clf.resolve_options().abstain_threshold == own

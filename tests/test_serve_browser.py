@@ -171,7 +171,7 @@ def test_uncertain_result_says_why_and_shows_no_label(browser, url: str, clf: Cl
     bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar-row")
     if expected.reason == "low_confidence":  # the scores, dimmed and titled as not an answer
         assert len(bars) == len(clf.labels)
-        assert browser.find_element(By.ID, "bars-title").text == "Class scores (not an answer)"
+        assert browser.find_element(By.ID, "bars-title").get_attribute("textContent") == "Class scores (not an answer)"
     else:
         assert not browser.find_element(By.ID, "bars").is_displayed()
     _shot(browser, shots, "serve_uncertain.png")

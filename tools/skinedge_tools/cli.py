@@ -269,7 +269,7 @@ def _outliers(items: tuple[str, ...]) -> dict[str, str]:
     default=None,
     type=click.Path(exists=True, dir_okay=False),
     help="JSON of photo-quality thresholds for the metadata (skinedge.quality.QualityThresholds fields), as "
-    "tools/experiments/quality_thresholds.py chooses them.",
+    "tools/experiments/quality_thresholds.py chooses them (default: the run's quality_thresholds.json, if any).",
 )
 @click.option("--cache-dir", default=str(DEFAULT_CACHE), show_default=True)
 def rebuild(

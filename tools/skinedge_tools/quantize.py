@@ -46,6 +46,10 @@ DESCRIPTION = (
 )
 
 
+#: Photo-quality limits kept with a training run (``tools/experiments/quality_thresholds.py`` chooses them).
+QUALITY_FILE = "quality_thresholds.json"
+
+
 def representative_sample(x: np.ndarray, y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """A seeded, class-stratified sample of ``n`` training images (the same every time)."""
     rng = np.random.default_rng(seed)
@@ -240,6 +244,8 @@ def load_data(
     model, cfg = load_trained(run_dir, stage)
     if data_root:
         cfg.data_root = data_root
+        # the outlier sets sit beside the dataset (../shared/data/{skin6,not-skin,skin-other}): follow it there
+        cfg.outliers = {n: str(Path(data_root).parent / Path(p).name) for n, p in cfg.outliers.items()}
     spec = cfg.spec()
     arrays = {k: data_mod.load_arrays(v, spec, cache_dir) for k, v in discover_splits(cfg).items()}
     (xtr, strn), (xv, sval), (xt, stst) = arrays["train"], arrays["val"], arrays["test"]
@@ -525,11 +531,14 @@ def rebuild(
     images (``skinedge_tools.gptq``), ``nearest`` leaves the converter's round-to-nearest.
     ``calibration_seed`` draws the representative images (None: the run's training seed); two seeds
     giving the same answers is the check that int8 does not hang on the calibration sample.
-    ``quality``: photo-quality thresholds for the metadata (:class:`skinedge.quality.QualityThresholds` fields).
+    ``quality``: photo-quality thresholds for the metadata (:class:`skinedge.quality.QualityThresholds` fields);
+    None: the run's ``quality_thresholds.json`` if it has one.
     """
     if weight_rounding not in ("gptq", "nearest"):
         raise ValueError(f"weight_rounding must be 'gptq' or 'nearest', got {weight_rounding!r}")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if quality is None and (run_dir / QUALITY_FILE).exists():  # the run's own limits: a rebuild reproduces them
+        quality = json.loads((run_dir / QUALITY_FILE).read_text())
     with _step("load"):
         data = load_data(run_dir, stage, cache_dir, n_representative, data_root, calibration_seed)
     out_dir.mkdir(parents=True, exist_ok=True)
