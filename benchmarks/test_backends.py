@@ -10,6 +10,7 @@ from pathlib import Path
 import common
 import pytest
 import suites
+
 from conftest import THREADS
 
 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import suites
+
 from conftest import THREADS
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import suites
+
 from conftest import THREADS
 
 

@@ -11,6 +11,7 @@ import common
 import contenders
 import pytest
 import suites
+
 from conftest import THREADS
 
 SIZES = [f"{w}x{h}" for w, h in common.PHOTO_SIZES]

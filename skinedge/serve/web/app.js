@@ -262,7 +262,10 @@ function render(result, roundTrip) {
   if (result.heatmap_png) {
     $("overlay").src = `data:image/png;base64,${result.heatmap_png}`;
     show("overlay-toggle", true);
-    $("overlay-note").textContent = `Brighter areas weighed more in the score of ${result.heatmap_label || result.label}. ` +
+    // no answer: no class named here either (the map is of the top class score, which is not an answer)
+    const whose = result.reason ? "the model's top class score (not an answer)" :
+      `the score of ${result.heatmap_label || result.label}`;
+    $("overlay-note").textContent = `Brighter areas weighed more in ${whose}. ` +
       "A coarse map, not a lesion outline.";
     applyOverlayToggle();
   }
