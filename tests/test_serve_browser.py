@@ -196,8 +196,9 @@ def test_a_photo_that_is_not_skin_says_so(browser, url: str, clf: Classifier, re
 
 def test_dropping_a_photo_classifies_it(browser, url: str, clf: Classifier, photos) -> None:
     """Drag and drop: a real drop event on the drop zone, carrying the photo as a File."""
-    path = photos["uncertain"]
+    path = photos["confident"]
     expected = clf.classify(path)
+    assert expected.reason is None
     _open_page(browser, url)
     browser.execute_script(
         """
