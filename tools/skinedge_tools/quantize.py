@@ -500,7 +500,9 @@ def compare(
         agreement_int8_float32_test=float((i8 == f32).mean()),
         answered_int8_test=int(answered.sum()),
         agreement_int8_float32_test_answered=float(same.mean()) if same.size else float("nan"),
-        agreement_float32_keras_test=float((f32 == data.keras_test_logits.argmax(1)).mean()),
+        # the class logits only: a gated network's abstention logits come after them
+        agreement_float32_keras_test=float(
+            (f32 == data.keras_test_logits[:, : len(data.classes)].argmax(1)).mean()),
         test_labels=data.test.labels.tolist(),
         test_files=data.test.paths,
         weight_rounding=calibration.weight_rounding if calibration else None,

@@ -18,7 +18,7 @@ import numpy as np
 
 from skinedge_tools import stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, artifact_names, run_backbone
-from skinedge_tools.report_common import MIN_SOURCE_PHOTOS, per_source, source_gap
+from skinedge_tools.report_common import MIN_SOURCE_PHOTOS, class_logits, per_source, source_gap
 
 PAPER = "mobilenetv2"
 
@@ -66,8 +66,8 @@ def load(run_dir: Path, models_dir: Path) -> Backbone:
         raise ValueError(f"{run_dir}: the rebuild report's test photos are not the run's")
     return Backbone(
         name, classes, run_dir, models_dir, stages, y_val, y_test, test_files,
-        {s: np.load(run_dir / s / "logits_val.npy").argmax(1) for s in stages},
-        {s: np.load(run_dir / s / "logits_test.npy").argmax(1) for s in stages},
+        {s: class_logits(run_dir / s, "val", len(classes)).argmax(1) for s in stages},
+        {s: class_logits(run_dir / s, "test", len(classes)).argmax(1) for s in stages},
         rb,
     )
 

@@ -17,6 +17,12 @@ def labels_of(run_dir: Path, split: str, classes: list[str]) -> tuple[list[str],
     return files, np.asarray([classes.index(Path(f).parts[1]) for f in files])
 
 
+def class_logits(stage_dir: Path, split: str, n_classes: int) -> np.ndarray:
+    """A stage's saved ``logits_<split>.npy``, the known classes' columns only: a gated run (outlier exposure) saves
+    its abstention classes after them, and a softmax over the classes alone is their renormalised share."""
+    return np.load(Path(stage_dir) / f"logits_{split}.npy")[:, :n_classes]
+
+
 def fmt_ci(ci: dict[str, float]) -> str:
     return f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
 

@@ -18,7 +18,7 @@ import numpy as np
 from skinedge.postprocess import softmax
 from skinedge_tools import report_common, stats
 from skinedge_tools.artifacts import BACKBONE_TITLES, run_backbone
-from skinedge_tools.report_common import fmt_ci, labels_of, per_source
+from skinedge_tools.report_common import class_logits, fmt_ci, labels_of, per_source
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def load(run_dir: Path, name: str | None = None) -> Trial:
         ft,
         yv,
         yt,
-        softmax(np.load(s3 / "logits_val.npy")),
-        softmax(np.load(s3 / "logits_test.npy")),
+        softmax(class_logits(s3, "val", len(cfg["classes"]))),
+        softmax(class_logits(s3, "test", len(cfg["classes"]))),
         json.loads((s3 / "stage.json").read_text()),
     )
 
@@ -69,6 +69,8 @@ def changes(cfg: dict) -> str:
         parts.append(f"{cfg['train_fraction']:.0%} of the training photos")
     if cfg.get("refit_on_val"):
         parts.append("refit on train + val, epochs " + ",".join(str(s["epochs"]) for s in cfg["stages"]))
+    if cfg.get("outliers"):
+        parts.append("outlier exposure (" + ", ".join(cfg["outliers"]) + ")")
     return ", ".join(parts)
 
 

@@ -40,7 +40,7 @@ def test_stage_and_artifact_rows_are_the_runs_own_figures(entries, lines):
         y_val = [Path(f).parts[1] for f in (b.run / "val_files.txt").read_text().split()]
         classes = entries[0].classes
         y_val = np.asarray([classes.index(c) for c in y_val])
-        pred = np.load(b.run / "stage2" / "logits_val.npy").argmax(1)
+        pred = np.load(b.run / "stage2" / "logits_val.npy")[:, :6].argmax(1)  # a gated run's gates come after
         cell = _row(lines, title, "stage2")[2]
         assert float(cell.split()[0]) == pytest.approx(sk.f1_score(y_val, pred, average="macro"), abs=5e-4)
         low, high = map(float, re.findall(r"[\d.]+", cell.split("[")[1]))
