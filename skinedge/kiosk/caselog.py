@@ -21,7 +21,6 @@ import re
 import shutil
 import sqlite3
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ import numpy as np
 
 from skinedge.digest import sha256_hex
 from skinedge.kiosk import KioskError
+from skinedge.kiosk.durable import write_atomic
 
 SCHEMA_VERSION = 1
 #: Largest page ``list_cases`` returns.
@@ -133,30 +133,9 @@ def photo_suffix(data: bytes) -> str:
     return next((s for magic, s in _PHOTO_SUFFIXES if data.startswith(magic)), ".jpg")
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_private_file(folder: Path, name: str, data: bytes) -> Path:
     """Write ``folder/name`` atomically (temporary file, fsync, rename, fsync of the folder), mode 0600."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)  # mkstemp creates it 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / name)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
-    return folder / name
+    return write_atomic(folder / name, data)
 
 
 def private_dir(path: str | os.PathLike) -> Path:

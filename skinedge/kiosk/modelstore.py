@@ -31,6 +31,7 @@ from typing import Any
 from skinedge.digest import sha256_hex
 from skinedge.errors import SkinedgeError
 from skinedge.kiosk import KioskError
+from skinedge.kiosk.durable import fsync_dir, write_atomic
 from skinedge.kiosk.signing import SignatureError, key_id, load_public_key, verify
 
 #: Environment variable naming the store folder.
@@ -84,29 +85,6 @@ class StoredModel:
                 "source": self.source, "key_id": self.key_id, "active": self.active, "previous": self.previous}
 
 
-def _fsync_dir(path: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 class ModelStore:
@@ -123,7 +101,7 @@ class ModelStore:
         Returns its key id."""
         key = load_public_key(public_key_file)
         self._ensure()
-        _write_atomic(self.root / TRUSTED_KEY, Path(public_key_file).read_bytes())
+        write_atomic(self.root / TRUSTED_KEY, Path(public_key_file).read_bytes(), 0o644)
         return key_id(key)
 
     def trusted_key(self) -> Any:
@@ -197,7 +175,7 @@ class ModelStore:
     def _switch(self, active: str, previous: str | None, models: dict[str, Any]) -> None:
         keep = {k: v for k, v in models.items() if k in (active, previous)}
         state = {"active": active, "previous": previous, "models": keep}
-        _write_atomic(self.root / STATE, json.dumps(state, indent=1, sort_keys=True).encode())
+        write_atomic(self.root / STATE, json.dumps(state, indent=1, sort_keys=True).encode(), 0o644)
 
     def _collect_garbage(self) -> None:
         """Delete files the state does not name (older models, leftovers of an interrupted install)."""
@@ -210,7 +188,7 @@ class ModelStore:
                     f.unlink()
                 except OSError:
                     pass
-        _fsync_dir(self.models_dir)
+        fsync_dir(self.models_dir)
 
     # -- install and rollback -------------------------------------------------------------------------
 
@@ -254,9 +232,9 @@ class ModelStore:
                 os.chmod(tmp, 0o644)
                 name = self._check(tmp, str(src), num_threads=num_threads, backend=backend)
                 final = self._path(sha)
-                _write_atomic(final.with_name(final.name + ".sha256"), f"{sha}  {final.name}\n".encode())
+                write_atomic(final.with_name(final.name + ".sha256"), f"{sha}  {final.name}\n".encode(), 0o644)
                 os.replace(tmp, final)
-                _fsync_dir(self.models_dir)
+                fsync_dir(self.models_dir)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
