@@ -5,10 +5,12 @@ Skips with the reason without chromium, chromedriver or selenium, like tests/tes
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+from headless import WAIT_S, start_chromium  # skips this module, saying why, without chromium or selenium
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from skinedge import Classifier
 from skinedge.kiosk.auth import Authenticator
@@ -16,16 +18,6 @@ from skinedge.kiosk.caselog import CaseLog
 from skinedge.kiosk.web import Kiosk
 from skinedge.serve import ServeOptions, make_server, running
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
-                allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-
-WAIT_S = 30
 TOKEN = "browser-test-token-0123456789"
 
 
@@ -42,14 +34,7 @@ def kiosk_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1280,1100"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(WAIT_S)
+    driver = start_chromium()
     yield driver
     driver.quit()
 
