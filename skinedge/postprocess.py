@@ -56,10 +56,9 @@ def split_gates(scores: np.ndarray, gate_labels: tuple[str, ...]) -> tuple[np.nd
     scores = np.asarray(scores)
     if not gate_labels:
         return scores, {}
-    n = scores.shape[-1] - len(gate_labels)
-    known = scores[..., :n]
-    gates = {g: float(v) for g, v in zip(gate_labels, scores[n:])} if scores.ndim == 1 else {}
-    return known / known.sum(axis=-1, keepdims=True), gates
+    n = scores.size - len(gate_labels)
+    known = scores[:n]
+    return known / known.sum(), {g: float(v) for g, v in zip(gate_labels, scores[n:])}
 
 
 def quality_problems(quality: PhotoQuality | None, options: ClassifierOptions) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ PRECEDENCE = ("not_skin", "other_condition")
 
 
 def split_scores(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(class scores renormalised over the ``k`` known classes, gate scores) of softmax rows over all outputs."""
+    """(class scores renormalised over the ``k`` known classes, gate scores) of softmax rows over all outputs: the
+    batch form of the runtime's ``skinedge.postprocess.split_gates`` (tools/tests/test_gates.py checks they agree)."""
     known = probs[:, :k]
     return known / known.sum(1, keepdims=True), probs[:, k:]
 

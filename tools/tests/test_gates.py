@@ -16,6 +16,17 @@ def test_split_scores_renormalises_the_known_classes():
     np.testing.assert_allclose(gate, [[0.1, 0.5], [0.6, 0.0]])
 
 
+def test_split_scores_is_the_runtimes_split_row_by_row():
+    from skinedge.postprocess import split_gates
+
+    p = np.random.default_rng(3).dirichlet(np.ones(8), size=5)
+    cls, gate = gates.split_scores(p, 6)
+    for row, c, g in zip(p, cls, gate):
+        want_c, want_g = split_gates(row, ("not_skin", "other_condition"))
+        np.testing.assert_allclose(c, want_c, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(g, list(want_g.values()), rtol=0, atol=0)
+
+
 def test_auroc_matches_scikit_learn_with_ties():
     rng = np.random.default_rng(1)
     a, b = rng.integers(0, 5, 40).astype(float), rng.integers(1, 7, 30).astype(float)
