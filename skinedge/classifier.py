@@ -497,7 +497,9 @@ class Classifier:
         """
         if isinstance(image, Prepared):
             return image
-        return prepare_photo(image, self.spec, self._input["dtype"], self.limits)
+        # quality measured here, not at the invoke: batches and video prepare on threads ahead of the interpreter
+        return prepare_photo(image, self.spec, self._input["dtype"], self.limits,
+                             measure_quality=self.options.check_quality)
 
     def preprocess(self, image: ImageInput) -> tuple[np.ndarray, float, float]:
         """Decode and resize ``image`` exactly as the model was trained; return (pixels, decode_ms, resize_ms)."""
@@ -553,7 +555,9 @@ class Classifier:
         invoke_ms = (time.perf_counter() - t) * 1000
         timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
         # the model's own input, measured (about 0.1 ms); not at all when the check is off
-        quality = assess(prepared.pixels, prepared.full_size) if opts.check_quality else None
+        quality = None
+        if opts.check_quality:
+            quality = prepared.quality or assess(prepared.pixels, prepared.full_size)
         result = self.result_from_scores(prepared.source, scores, timings, opts, gates=gates, quality=quality)
         if not heatmap:
             return result

@@ -677,9 +677,12 @@ main.add_command(models)
               help="Seconds to wait for the source to open.")
 @click.option("--read-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="Seconds to wait for a frame before giving up.")
+@click.option("--capture-size", default="model", show_default=True, metavar="model|camera|WxH",
+              help="Frame size to ask a camera for: 'model' the smallest 4:3 mode covering the model's input "
+                   "(320x240 for 224x224), 'camera' the camera's default, or e.g. 640x480. Files and URLs: ignored.")
 @_gate_options
 def watch_command(source, model, labels, threads, backend, abstain, smoothing, as_json, save_frames, explain,
-                  max_frames, duration_s, picamera, drop_stale, open_timeout, read_timeout, not_skin,
+                  max_frames, duration_s, picamera, drop_stale, open_timeout, read_timeout, capture_size, not_skin,
                   other_condition, quality_check) -> None:
     """Classify a camera or video live: SOURCE is a camera index (0), /dev/videoN, a video file or an
     RTSP/HTTP URL (needs the camera extra: pip install "skinedge[camera]").
@@ -700,6 +703,7 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
         raise click.UsageError("give a SOURCE (camera index, /dev/videoN, video file or URL), or --picamera")
     if explain and not save_frames:
         raise click.UsageError("--explain draws heatmaps on saved frames: add --save-frames DIR")
+    size = _capture_size(capture_size)
     clf = _make_classifier(model=model, labels=labels, num_threads=threads, backend=backend,
                            options=_options(abstain=abstain, not_skin=not_skin, other_condition=other_condition,
                                             quality_check=quality_check))
@@ -718,7 +722,8 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
     try:
         frames = watch(clf, int(source) if source and source.isdigit() else source, smoothing=smoothing,
                        explain=explain, max_frames=max_frames, duration_s=duration_s, picamera=picamera,
-                       open_timeout_s=open_timeout, read_timeout_s=read_timeout, drop_stale=drop_stale)
+                       open_timeout_s=open_timeout, read_timeout_s=read_timeout, drop_stale=drop_stale,
+                       capture_size=size)
         with contextlib.closing(frames):
             for fr in frames:
                 count += 1
@@ -762,6 +767,16 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
            else "--duration reached" if duration_s and elapsed >= duration_s else "end of the video")
     if not as_json:
         click.echo(f"{count} frames classified, {saved} saved; stopped: {why}", err=True)
+
+
+def _capture_size(text: str) -> tuple[int, int] | str:
+    if text in ("model", "camera"):
+        return text
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
+        raise click.BadParameter(f"expected model, camera or WIDTHxHEIGHT (e.g. 640x480), got {text!r}",
+                                 param_hint="--capture-size")
+    return int(w), int(h)
 
 
 if __name__ == "__main__":  # pragma: no cover

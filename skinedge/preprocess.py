@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from skinedge.errors import ImageError, ImageTooLargeError, MetadataError
+from skinedge.quality import PhotoQuality, assess
 
 #: What :func:`decode` accepts: a file path, encoded bytes, a PIL image or an HxWx3 uint8 RGB array.
 ImageInput = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
@@ -448,6 +449,8 @@ class Prepared:
         decode_ms: time spent decoding; resize_ms: resizing and making the tensor.
         full_size: the picture's size (width, height) before any draft scaling, upright.
         spec: the preprocessing it was made with (a classifier refuses a ``Prepared`` made for another).
+        quality: the input's measured quality (:func:`skinedge.quality.assess`), when measured while preparing:
+            on the thread that prepares, so that batches and video measure it ahead of the interpreter.
     """
 
     source: str
@@ -458,6 +461,7 @@ class Prepared:
     resize_ms: float
     full_size: tuple[int, int]
     spec: PreprocessSpec = field(repr=False)
+    quality: PhotoQuality | None = field(default=None, repr=False)
 
     @property
     def drafted(self) -> bool:
@@ -470,9 +474,12 @@ def prepare_photo(
     spec: PreprocessSpec = DEFAULT_SPEC,
     input_dtype: Any = np.uint8,
     limits: ImageLimits = DEFAULT_LIMITS,
+    *,
+    measure_quality: bool = False,
 ) -> Prepared:
     """Decode and resize ``source`` as :func:`prepare` does, and make the ``input_dtype`` tensor: everything
-    a classifier needs before it invokes, timed, with the decoded picture kept for overlays."""
+    a classifier needs before it invokes, timed, with the decoded picture kept for overlays (and, with
+    ``measure_quality``, the input's quality measured)."""
     t0 = time.perf_counter()
     image = decode_for(source, spec, limits)
     t1 = time.perf_counter()
@@ -480,7 +487,9 @@ def prepare_photo(
     tensor = to_input_tensor(pixels, spec, input_dtype)
     t2 = time.perf_counter()
     full = image.info.get(_FULL_SIZE_KEY, image.size)
-    return Prepared(describe_source(source), image, pixels, tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full, spec)
+    quality = assess(pixels, full) if measure_quality else None
+    return Prepared(describe_source(source), image, pixels, tensor, (t1 - t0) * 1000, (t2 - t1) * 1000, full, spec,
+                    quality)
 
 
 def to_input_tensor(pixels: np.ndarray, spec: PreprocessSpec, dtype: Any) -> np.ndarray:

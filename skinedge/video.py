@@ -12,6 +12,11 @@ frames while the model runs (``drop_stale`` forces either behaviour). Scores are
 an exponential moving average, and ``uncertain`` compares the smoothed top score with the classifier's
 abstain threshold, as for photos. Outputs are model scores, not a diagnosis.
 
+Less work per frame: cameras are asked for the smallest mode that covers the model's input (``capture_size``).
+Motion-JPEG files and streams (MJPEG IP cameras) are read as the JPEG each frame is, and decoded the way a
+JPEG photo is: at the smallest DCT scale that covers the model's input, which halves the capture thread's
+work on a 640x480 clip. ``FrameResult.frame`` decodes such a frame in full when it is asked for.
+
 Every problem with the source (missing device, unreadable or non-video file, a stream that stalls or dies
 mid-way, empty frames, open or read timeouts) raises :class:`SourceError`, naming the source.
 """
@@ -20,21 +25,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import importlib.util
 import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from skinedge.classifier import ClassificationResult, Classifier, bgr_to_rgb
 from skinedge.errors import ImageError, SkinedgeError
 from skinedge.options import ClassifierOptions
-from skinedge.preprocess import IMAGE_SUFFIXES, Prepared
+from skinedge.preprocess import IMAGE_SUFFIXES, Prepared, decode
 from skinedge.reasons import live_status
 
 #: OpenCV and FFmpeg print their own warnings on stderr for problems that skinedge reports as a typed
@@ -51,6 +57,11 @@ _PREFETCH = 4
 _NO_PICAMERA2 = ("picamera2 is not installed: on Raspberry Pi OS, sudo apt install python3-picamera2 and create "
                  "the venv with --system-site-packages")
 
+#: Camera modes asked for, smallest first (4:3, which webcams and the Pi camera offer): by default a camera is
+#: asked for the smallest that covers the model's input, so that it (the Pi camera's ISP in hardware) does the
+#: downscaling rather than the CPU decoding and resizing 640x480 or larger frames.
+CAPTURE_SIZES = ((320, 240), (640, 480), (800, 600), (1024, 768), (1280, 960), (1600, 1200), (2048, 1536))
+
 _URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "rtp")
 
 
@@ -66,7 +77,9 @@ class FrameResult:
         index: frame index in the source (0-based, counting frames skipped as stale).
         time_s: where the frame is: for a video file its position in the video (seconds from the start, as
             the file's timestamps say); for a camera, URL or pipe the capture time, seconds since the source opened.
-        frame: the frame, ``HxWx3`` uint8 RGB.
+        frame: the frame, ``HxWx3`` uint8 RGB, at the source's full size (a Motion-JPEG frame is decoded in full
+            at the first access: the model's input was made from a reduced-scale decode, as for JPEG photos).
+        jpeg: the frame as a Motion-JPEG source sent it (a JPEG file's bytes); None for other sources.
         result: the smoothed result: label, score, scores, top_k and ``uncertain`` from the moving
             average; source, timings (and heatmap, with ``explain``) of this frame.
         raw: this frame's own, unsmoothed result.
@@ -77,12 +90,21 @@ class FrameResult:
 
     index: int
     time_s: float
-    frame: np.ndarray
     result: ClassificationResult
     raw: ClassificationResult
     fps: float
     latency_ms: float
     label_changed: bool
+    jpeg: bytes | None = field(default=None, repr=False)
+    _rgb: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def frame(self) -> np.ndarray:
+        """The frame, ``HxWx3`` uint8 RGB, full size (see the class's attributes)."""
+        if self._rgb is not None:
+            return self._rgb
+        assert self.jpeg is not None
+        return np.asarray(decode(self.jpeg))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (used by ``skinedge watch --json``)."""
@@ -171,6 +193,12 @@ def _import_cv2(name: str) -> Any:
     return cv2
 
 
+def capture_size_for(width: int, height: int) -> tuple[int, int]:
+    """The camera mode to ask for, for a model whose input is ``width x height``: the smallest of
+    :data:`CAPTURE_SIZES` that covers it (the input size itself beyond the largest)."""
+    return next(((w, h) for w, h in CAPTURE_SIZES if w >= width and h >= height), (width, height))
+
+
 def check_frame(frame: Any, name: str, index: int) -> np.ndarray:
     """A frame as a reader returned it, validated and made ``HxWx3`` uint8 BGR (grey and BGRA converted).
 
@@ -195,10 +223,36 @@ def check_frame(frame: Any, name: str, index: int) -> np.ndarray:
     return frame
 
 
+def read_frames_as_jpeg(cv2: Any, cap: Any) -> bool:
+    """Switch an opened FFmpeg capture of a Motion-JPEG source to hand over each frame as its JPEG (undecoded
+    packets); True if it did. Other codecs, and other readers (V4L2 devices, picamera2), stay decoded."""
+    try:
+        if cap.getBackendName() != "FFMPEG":
+            return False
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+    except (cv2.error, OverflowError, ValueError):
+        return False
+    return fourcc in (b"MJPG", b"mjpg", b"MJPA") and bool(cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+
+def check_jpeg_frame(packet: Any, name: str, index: int) -> bytes:
+    """A Motion-JPEG frame as read undecoded: its JPEG bytes.
+
+    Raises:
+        SourceError: no data, or data that is not a JPEG.
+    """
+    if not isinstance(packet, np.ndarray) or packet.size == 0:
+        raise SourceError(name, f"frame {index}: the reader returned no data")
+    data = packet.tobytes()
+    if not data.startswith(b"\xff\xd8"):
+        raise SourceError(name, f"frame {index}: not a JPEG frame (damaged Motion-JPEG data)")
+    return data
+
+
 class _PiCamera:
     """picamera2 behind the two calls the capture thread makes (``read``, ``release``)."""
 
-    def __init__(self, camera_num: int, name: str) -> None:
+    def __init__(self, camera_num: int, name: str, size: tuple[int, int] | None) -> None:
         try:
             from picamera2 import Picamera2
         except ImportError:
@@ -206,7 +260,8 @@ class _PiCamera:
         try:
             self._cam = Picamera2(camera_num)
             # "RGB888" is B, G, R in memory: the same order as OpenCV frames.
-            self._cam.configure(self._cam.create_video_configuration(main={"size": (640, 480), "format": "RGB888"}))
+            main = {"size": size or (640, 480), "format": "RGB888"}  # the ISP scales to ``size`` in hardware
+            self._cam.configure(self._cam.create_video_configuration(main=main))
             self._cam.start()
         except Exception as exc:  # noqa: BLE001 - libcamera raises many types; all mean "cannot open"
             raise SourceError(name, f"cannot open the camera ({type(exc).__name__}: {exc})") from None
@@ -229,8 +284,9 @@ class _PiCamera:
 class _Frame:
     index: int
     captured: float  # time.monotonic()
-    rgb: np.ndarray
+    rgb: np.ndarray | None  # decoded frames; None for Motion-JPEG frames, read as their JPEG
     position_s: float | None = None  # a file's own timestamp of the frame
+    jpeg: bytes | None = None
     prepared: Prepared | None = None  # prepared on the capture thread (in-order mode)
 
 
@@ -242,8 +298,9 @@ class _Capture:
     """
 
     def __init__(self, src: VideoSource, classifier: Classifier, *, drop_stale: bool, prepare: bool,
-                 open_timeout_s: float, read_timeout_s: float) -> None:
+                 open_timeout_s: float, read_timeout_s: float, capture_size: tuple[int, int] | None = None) -> None:
         self.src = src
+        self._capture_size = capture_size  # cameras only: the mode asked for (None: the camera's default)
         self._classifier = classifier
         self._drop = drop_stale
         self._prepare = prepare
@@ -258,6 +315,7 @@ class _Capture:
         self.dropped = 0
         self._frame_count_prop: int | None = None  # cv2.CAP_PROP_FRAME_COUNT once OpenCV opened the source
         self._position_prop: int | None = None  # cv2.CAP_PROP_POS_MSEC, for files: each frame's place in the video
+        self._jpeg_frames = False  # reading a Motion-JPEG source's frames as JPEG files (not decoded by OpenCV)
         self._thread = threading.Thread(target=self._run, name="skinedge-capture", daemon=True)
 
     # -- caller's side --------------------------------------------------------------------------
@@ -300,7 +358,7 @@ class _Capture:
     def _open(self) -> Any:
         src = self.src
         if src.kind == "picamera":
-            return _PiCamera(int(src.target), src.name)
+            return _PiCamera(int(src.target), src.name, self._capture_size)
         cv2 = _import_cv2(src.name)
         if src.kind == "url":
             # FFmpeg's own timeouts, so a dead server frees this thread too (not only the caller).
@@ -319,9 +377,13 @@ class _Capture:
             }.get(src.kind, "cannot open as a video (not a video file, or an unsupported format)"))
         if src.kind == "device":
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # fewer frames queued in the driver: fresher frames
+            if self._capture_size is not None:  # a request: the driver picks its nearest mode
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._capture_size[0])
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._capture_size[1])
         self._frame_count_prop = cv2.CAP_PROP_FRAME_COUNT
         if src.kind == "file":
             self._position_prop = cv2.CAP_PROP_POS_MSEC
+        self._jpeg_frames = read_frames_as_jpeg(cv2, cap)
         return cap
 
     def _run(self) -> None:
@@ -357,12 +419,14 @@ class _Capture:
             if not ok:
                 self._finish(self._end_reason(index, declared))
                 return
-            rgb = bgr_to_rgb(check_frame(raw, name, index))
             position = cap.get(self._position_prop) / 1000 if self._position_prop is not None else None
-            frame = _Frame(index, captured, rgb, position)
+            if self._jpeg_frames:
+                frame = _Frame(index, captured, None, position, jpeg=check_jpeg_frame(raw, name, index))
+            else:
+                frame = _Frame(index, captured, bgr_to_rgb(check_frame(raw, name, index)), position)
             if self._prepare:
                 try:
-                    frame.prepared = self._classifier.prepare(rgb)
+                    frame.prepared = self._classifier.prepare(frame.jpeg if frame.rgb is None else frame.rgb)
                 except ImageError as exc:
                     raise SourceError(name, f"frame {index}: {exc.reason}") from None
             with self._cond:
@@ -408,6 +472,7 @@ def watch(
     read_timeout_s: float = 5.0,
     drop_stale: bool | None = None,
     options: ClassifierOptions | None = None,
+    capture_size: tuple[int, int] | Literal["model", "camera"] = "model",
 ) -> Iterator[FrameResult]:
     """Classify a camera or video frame by frame, yielding one :class:`FrameResult` per classified frame.
 
@@ -426,6 +491,10 @@ def watch(
         drop_stale: keep only the newest frame (True) or classify every frame in order (False). Default:
             True for live sources (devices, URLs, pipes), False for video files, which are not live.
         options: the :class:`~skinedge.ClassifierOptions` of every result (default: the classifier's).
+        capture_size: for cameras (devices and the Pi camera), the frame size to ask for: ``"model"`` (default)
+            the smallest 4:3 mode that covers the model's input (:func:`capture_size_for`: 320x240 for a
+            224x224 model), ``"camera"`` the camera's own default, or ``(width, height)``. The camera may
+            deliver its nearest mode instead. Files and URLs deliver what they hold.
 
     The iterator ends at the end of a file, after ``max_frames`` or ``duration_s``, or when the caller
     stops iterating (closing it stops the capture thread and releases the source). The source is opened
@@ -444,6 +513,15 @@ def watch(
         raise ValueError(f"duration_s must be > 0, got {duration_s}")
     if open_timeout_s <= 0 or read_timeout_s <= 0:
         raise ValueError("open_timeout_s and read_timeout_s must be > 0")
+    if capture_size == "model":
+        size: tuple[int, int] | None = capture_size_for(classifier.spec.width, classifier.spec.height)
+    elif capture_size == "camera":
+        size = None
+    elif (isinstance(capture_size, tuple) and len(capture_size) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in capture_size)):
+        size = capture_size
+    else:
+        raise ValueError(f'capture_size must be "model", "camera" or (width, height) > 0, got {capture_size!r}')
     opts = classifier.resolve_options(options)
     src = parse_source(source, picamera=picamera)
     # Fail here, in the caller's thread, when the reader's package is missing.
@@ -453,7 +531,7 @@ def watch(
         raise SourceError(src.name, _NO_PICAMERA2)
     drop = src.live if drop_stale is None else bool(drop_stale)
     capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop,
-                       open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s)
+                       open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, capture_size=size)
     return _results(classifier, capture, smoothing, explain, opts, max_frames, duration_s, read_timeout_s)
 
 
@@ -493,9 +571,9 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
             count += 1
             now = time.monotonic()
             time_s = item.position_s if item.position_s is not None else item.captured - start
-            yield FrameResult(index=item.index, time_s=time_s, frame=item.rgb, result=result,
-                              raw=raw, fps=count / max(now - start, 1e-9), latency_ms=(now - item.captured) * 1000,
-                              label_changed=result.label != previous_label)
+            yield FrameResult(index=item.index, time_s=time_s, result=result, raw=raw,
+                              fps=count / max(now - start, 1e-9), latency_ms=(now - item.captured) * 1000,
+                              label_changed=result.label != previous_label, jpeg=item.jpeg, _rgb=item.rgb)
             previous_label = result.label
     finally:
         capture.stop(join=not stalled)  # a thread stuck in a dead stream's read is left behind (a daemon)
@@ -504,7 +582,7 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
 def _classify(classifier: Classifier, explain: bool, opts: ClassifierOptions, item: _Frame,
               name: str) -> ClassificationResult:
     """One frame through the classifier's one path (prepared on the capture thread when in order)."""
-    image = item.prepared if item.prepared is not None else item.rgb
+    image = item.prepared if item.prepared is not None else item.rgb if item.rgb is not None else item.jpeg
     try:
         result = classifier.explain(image, options=opts) if explain else classifier.classify(image, options=opts)
     except ImageError as exc:  # the frame's fault; a ModelError (e.g. no heatmap outputs) stays what it is
