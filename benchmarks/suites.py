@@ -598,12 +598,13 @@ def summarize_targets(res: dict) -> dict:
     if "cold" in res:
         c = res["cold"]
         w = c["wall_s"]["skinedge predict"]["median"]
-        m = c["peak_rss_mb"]["skinedge predict"]["median"]
+        m = c["peak_rss_mb"]["skinedge predict"]["median"]  # MiB (2**20 bytes), as the table prints it
         out["cold_start_wall_s"] = {"value": w, "target": "<= 0.30", "met": w <= 0.30}
         if "ratio_vs_plain_script" in c:
             r = c["ratio_vs_plain_script"]["median_of_round_ratios"]
             out["cold_start_vs_plain_script"] = {"value": r, "target": "<= 1.10", "met": r <= 1.10}
-        out["cold_start_peak_rss_mb"] = {"value": m, "target": "<= 64", "met": m <= 64}
+        mb = round(m * 2**20 / 1e6, 2)  # the target is in MB (10**6 bytes)
+        out["cold_start_peak_rss_mb"] = {"value": mb, "mib": m, "target": "<= 64 MB", "met": mb <= 64}
         out["no_tensorflow_or_cv2_import"] = {"value": c["importtime"]["forbidden_imported"], "target": "[]",
                                               "met": not c["importtime"]["forbidden_imported"]}
         if c.get("rss_growth"):

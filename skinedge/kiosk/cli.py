@@ -88,6 +88,10 @@ def store_model(model: str | None) -> str | None:
     """``model`` if given, else the model store's active model when a store is set up (None: the bundled one)."""
     if model is not None:
         return model
+    from skinedge.kiosk.storedir import store_is_set_up
+
+    if not store_is_set_up():  # the usual case, decided without importing the store's machinery
+        return None
     from skinedge.kiosk.modelstore import active_model
 
     try:

@@ -33,11 +33,7 @@ from skinedge.errors import SkinedgeError
 from skinedge.kiosk import KioskError
 from skinedge.kiosk.durable import fsync_dir, write_atomic
 from skinedge.kiosk.signing import SignatureError, key_id, load_public_key, verify
-
-#: Environment variable naming the store folder.
-STORE_ENV = "SKINEDGE_MODEL_STORE"
-TRUSTED_KEY = "trusted.pub"
-STATE = "state.json"
+from skinedge.kiosk.storedir import STATE, TRUSTED_KEY, default_store_dir, store_is_set_up
 
 
 class ModelStoreError(KioskError):
@@ -48,23 +44,14 @@ class SelfTestError(ModelStoreError):
     """A model computes something else on this board than on the build machine (or carries no test vectors)."""
 
 
-def default_store_dir() -> Path:
-    """The store folder: ``$SKINEDGE_MODEL_STORE``, else ``$XDG_DATA_HOME/skinedge/models`` (``~/.local/share``)."""
-    if os.environ.get(STORE_ENV):
-        return Path(os.environ[STORE_ENV])
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "skinedge" / "models"
-
-
 def active_model(store: str | os.PathLike | None = None) -> Path | None:
     """The active model's file, or None when no store is set up or nothing is installed.
 
     This is what ``skinedge serve`` and ``predict`` load when no ``--model`` is given.
     """
-    root = Path(store) if store is not None else default_store_dir()
-    if not (root / STATE).is_file():
+    if not store_is_set_up(store):
         return None
-    return ModelStore(root).active_path()
+    return ModelStore(Path(store) if store is not None else default_store_dir()).active_path()
 
 
 @dataclass(frozen=True)
