@@ -556,8 +556,8 @@ class Classifier:
         timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
         # the model's own input, measured (about 0.1 ms); not at all when the check is off
         quality = None
-        if opts.check_quality:
-            quality = prepared.quality or assess(prepared.pixels, prepared.full_size)
+        if opts.check_quality:  # measured while preparing, unless the Prepared came from elsewhere
+            quality = prepared.quality if prepared.quality is not None else assess(prepared.pixels, prepared.full_size)
         result = self.result_from_scores(prepared.source, scores, timings, opts, gates=gates, quality=quality)
         if not heatmap:
             return result

@@ -192,6 +192,20 @@ def test_classify_and_explain_take_a_prepared_photo(test_photos: list[Path]) -> 
             assert [r.scores for r in batch] == [direct.scores, direct.scores]
 
 
+def test_quality_is_measured_in_the_prepare_step(test_photos: list[Path]) -> None:
+    from skinedge.quality import assess
+
+    unchecked_options = ClassifierOptions(check_quality=False)
+    with Classifier(num_threads=1) as clf, Classifier(num_threads=1, options=unchecked_options) as unchecked:
+        prepared = clf.prepare(test_photos[0])
+        assert prepared.quality == assess(prepared.pixels, prepared.full_size)  # ahead of the invoke
+        assert clf.classify(prepared).quality == prepared.quality == clf.classify(test_photos[0]).quality
+        # a Prepared made without it (another classifier, or by hand) is measured at the invoke instead
+        bare = unchecked.prepare(test_photos[0])
+        assert bare.quality is None and clf.classify(bare).quality == prepared.quality
+        assert clf.classify(prepared, check_quality=False).quality is None
+
+
 def test_a_prepared_photo_for_another_input_is_refused(quant_model: Path, imagenet_labels: Path,
                                                       cat_bmp: Path) -> None:
     with Classifier(quant_model, labels=imagenet_labels, num_threads=1) as clf:
