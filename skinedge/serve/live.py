@@ -118,7 +118,7 @@ class LiveFeed:
             cached = self._jpeg
         if cached is not None and cached[0] == seq:
             return cached
-        encoded = (seq, encode_jpeg(frame.frame))
+        encoded = (seq, frame_jpeg(frame))
         self._jpeg = encoded
         return encoded
 
@@ -126,6 +126,21 @@ class LiveFeed:
         """Stop consuming the source (the thread ends after the frame it is on)."""
         self._stop.set()
         self._thread.join(timeout_s)
+
+
+def frame_jpeg(frame: Any) -> bytes:
+    """A ``FrameResult`` as the JPEG to stream: a Motion-JPEG source's own frame as it came when it is small
+    enough (no decode and re-encode on the board), else :func:`encode_jpeg` of the frame."""
+    if frame.jpeg is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(frame.jpeg)) as image:  # reads the header only
+                if image.format == "JPEG" and max(image.size) <= STREAM_MAX_SIDE:
+                    return frame.jpeg
+        except (OSError, UnidentifiedImageError):
+            pass  # classified, so decodable at the model's scale: re-encode what decodes
+    return encode_jpeg(frame.frame)
 
 
 def encode_jpeg(frame: Any) -> bytes:
