@@ -37,7 +37,8 @@ def dump(args: argparse.Namespace) -> int:
             out = [int(v) for v in steps]
         else:  # float output: in the step its self-test vectors record (1.0, i.e. raw values, if none)
             out = [float(v) / step for v in values]
-        rows.append({"image": path.name, "top1": int(np.argmax(values)), "label": clf.labels[int(np.argmax(values))],
+        top = int(np.argmax(values))  # over every output: a gated model's gates too (output_labels names them)
+        rows.append({"image": path.name, "top1": top, "label": clf.output_labels[top],
                      "pixels_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(), "output": out})
     report = {
         "machine": platform.machine(),
