@@ -239,6 +239,8 @@ class Classifier:
             self._interpreter, self.backend = create_interpreter(packed.flatbuffer, self.num_threads, backend)
         except ModelError as exc:
             raise ModelError(name, exc.reason) from None
+        self._flatbuffer = packed.flatbuffer  # held by the interpreter anyway: the batches' own interpreters
+        self._batch_lanes: list[tuple[Any, threading.Lock]] = []  # built by the first batch that needs them
         self.delegate: DelegateStatus = delegate_status(self._interpreter)
         self._input = self._single(self._interpreter.get_input_details(), "input", name)
         self.metadata: ModelMetadata | None = packed.metadata
@@ -444,15 +446,18 @@ class Classifier:
             raise ValueError(f"expected a {expected} uint8 array, got {pixels.shape} {pixels.dtype}")
         return to_input_tensor(pixels, self.spec, self._input["dtype"])
 
-    def _run(self, tensor: np.ndarray, with_maps: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One invoke on an input ``tensor``: the dequantized scores output and, if asked, every map output."""
+    def _run(self, tensor: np.ndarray, with_maps: bool = False,
+             lane: tuple[Any, threading.Lock] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One invoke on an input ``tensor``: the dequantized scores output and, if asked, every map output.
+        ``lane``: one of a batch's single-thread interpreters and its lock (default: the classifier's own)."""
         if self._closed:
             raise self._closed_error()
-        with self._lock:
+        with self._lock if lane is None else lane[1]:
             if self._closed:  # closed by another thread while this one waited for the lock
                 raise self._closed_error()
+            interpreter = self._interpreter if lane is None else lane[0]
             try:
-                raw, *map_values = invoke_once(self._interpreter, ((self._input["index"], tensor),),
+                raw, *map_values = invoke_once(interpreter, ((self._input["index"], tensor),),
                                                self._read_with_maps if with_maps else self._read_scores)
             except (RuntimeError, ValueError) as exc:  # a graph that loads but cannot run (damaged model)
                 detail = " ".join(str(exc).split())[:300]
@@ -541,7 +546,7 @@ class Classifier:
         )
 
     def _finish(self, prepared: Prepared, opts: ClassifierOptions, *, heatmap: bool = False,
-                label: str | None = None) -> ClassificationResult:
+                label: str | None = None, lane: tuple[Any, threading.Lock] | None = None) -> ClassificationResult:
         """The one finishing step: invoke once -> outputs -> postprocess -> result (+ the heatmap when asked)."""
         expected = (1, self.spec.height, self.spec.width, 3)
         tensor = prepared.tensor
@@ -550,7 +555,7 @@ class Classifier:
                              f"{prepared.spec}; this model takes {expected} {np.dtype(self._input['dtype']).name} "
                              f"by {self.spec}")
         t = time.perf_counter()
-        values, maps = self._run(tensor, with_maps=heatmap)
+        values, maps = self._run(tensor, with_maps=heatmap, lane=lane)
         scores, gates = split_gates(calibrate(values, self.output_kind, self.temperature), self.gate_labels)
         invoke_ms = (time.perf_counter() - t) * 1000
         timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
@@ -596,16 +601,19 @@ class Classifier:
             ModelError: the model has no class-activation map outputs.
             ValueError: ``label`` is not one of the model's labels.
         """
+        self._check_can_explain()
+        if label is not None and label not in self.labels:
+            raise ValueError(f"unknown label {label!r}; the model's labels are: {', '.join(self.labels)}")
+        opts = self.resolve_options(options, **overrides)
+        return self._finish(self.prepare(image), opts, heatmap=True, label=label)
+
+    def _check_can_explain(self) -> None:
         if not self.has_class_maps:
             raise ModelError(
                 str(self.model_path),
                 "this model has no class-activation map outputs, so it cannot explain; "
                 "rebuild it with skinedge-tools rebuild (or use the bundled model)",
             )
-        if label is not None and label not in self.labels:
-            raise ValueError(f"unknown label {label!r}; the model's labels are: {', '.join(self.labels)}")
-        opts = self.resolve_options(options, **overrides)
-        return self._finish(self.prepare(image), opts, heatmap=True, label=label)
 
     def classify_frame(self, frame_bgr: np.ndarray, *, options: ClassifierOptions | None = None,
                        **overrides: Any) -> ClassificationResult:
@@ -616,17 +624,63 @@ class Classifier:
         return self.classify(bgr_to_rgb(frame_bgr), options=options, **overrides)
 
     def iter_classify(self, images: Iterable[ImageInput | Prepared], *, workers: int | None = None,
-                      prefetch: int | None = None, options: ClassifierOptions | None = None,
-                      **overrides: Any) -> Iterator[BatchOutcome]:
-        """Classify many images in order, yielding a result or the typed error for each.
+                      prefetch: int | None = None, interpreters: int | None = None, explain: bool = False,
+                      options: ClassifierOptions | None = None, **overrides: Any) -> Iterator[BatchOutcome]:
+        """Classify many images in order, yielding a result or the typed error for each (with ``explain``, each
+        result carries its heatmap, as from :meth:`explain`).
 
-        Decoding runs on ``workers`` background threads (default: 2) while the interpreter invokes, at most
-        ``prefetch`` images ahead (default: twice the workers), so a batch goes at the pace of the slower
-        of the two. One bad image yields its :class:`SkinedgeError` and the rest go on.
+        ``interpreters`` (default: this classifier's ``num_threads``): with more than one, the batch runs on that
+        many single-thread interpreters side by side (built from the same model by the first batch that needs
+        them, then kept), each on a thread of its own that decodes an image and invokes it, at most ``prefetch``
+        images ahead of the caller (default: four per interpreter, so that one large photo holds up no other
+        thread). On a few cores this keeps every core busy: a multi-thread invoke leaves cores idle at its
+        synchronisation points while decoding waits, and one thread per interpreter spends less CPU per image
+        (docs/benchmarks.md, "the work bound"). It costs memory: each interpreter packs its own copy of the
+        weights (about 6 MB for the bundled model).
+        With ``interpreters=1`` the classifier's own interpreter (``num_threads`` threads) invokes while
+        ``workers`` threads (default: 2) decode ahead of it.
+        Either way the results are the same, in input order; one bad image yields its :class:`SkinedgeError` and
+        the rest go on.
+
+        Raises:
+            ValueError: ``interpreters``, ``workers`` or ``prefetch`` below 1.
+            ModelError: ``explain`` with a model that has no class-activation map outputs.
         """
+        if explain:
+            self._check_can_explain()
         opts = self.resolve_options(options, **overrides)
-        for prepared in prefetched(self.prepare, images, workers=workers or 2, depth=prefetch):
-            yield self._outcome(lambda prepared=prepared: self._finish(prepared(), opts))
+        n = self.num_threads if interpreters is None else int(interpreters)
+        if n < 1:
+            raise ValueError(f"interpreters must be >= 1, got {interpreters}")
+        if n == 1 or (isinstance(images, (list, tuple)) and len(images) <= 1):
+            for prepared in prefetched(self.prepare, images, workers=workers or 2, depth=prefetch):
+                yield self._outcome(lambda prepared=prepared: self._finish(prepared(), opts, heatmap=explain))
+            return
+        import queue
+
+        free: queue.SimpleQueue[tuple[Any, threading.Lock]] = queue.SimpleQueue()
+        for lane in self._lanes(n):
+            free.put(lane)
+
+        def decode_and_classify(image: ImageInput | Prepared) -> BatchOutcome:
+            lane = free.get()  # as many threads as lanes: one is always free
+            try:
+                return self._outcome(lambda: self._finish(self.prepare(image), opts, heatmap=explain, lane=lane))
+            finally:
+                free.put(lane)
+
+        for outcome in prefetched(decode_and_classify, images, workers=n, depth=prefetch or 4 * n):
+            yield outcome()
+
+    def _lanes(self, n: int) -> list[tuple[Any, threading.Lock]]:
+        """``n`` single-thread interpreters of this model, each with its lock: built once, kept until close."""
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            while len(self._batch_lanes) < n:
+                interpreter, _ = create_interpreter(self._flatbuffer, 1, self.backend.name)
+                self._batch_lanes.append((interpreter, threading.Lock()))
+            return self._batch_lanes[:n]
 
     @staticmethod
     def _outcome(step: Any) -> BatchOutcome:
@@ -640,10 +694,11 @@ class Classifier:
             return exc
 
     def classify_many(self, images: Iterable[ImageInput | Prepared], *, workers: int | None = None,
-                      prefetch: int | None = None, options: ClassifierOptions | None = None,
-                      **overrides: Any) -> list[BatchOutcome]:
+                      prefetch: int | None = None, interpreters: int | None = None,
+                      options: ClassifierOptions | None = None, **overrides: Any) -> list[BatchOutcome]:
         """List form of :meth:`iter_classify`: one result or typed error per input, in order."""
-        return list(self.iter_classify(images, workers=workers, prefetch=prefetch, options=options, **overrides))
+        return list(self.iter_classify(images, workers=workers, prefetch=prefetch, interpreters=interpreters,
+                                       options=options, **overrides))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -652,6 +707,7 @@ class Classifier:
         with self._lock:
             self._closed = True
             self._interpreter = None
+            self._batch_lanes = []  # a batch still running finds the classifier closed at its next invoke
 
     def __enter__(self) -> Classifier:
         return self

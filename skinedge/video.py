@@ -473,6 +473,7 @@ def watch(
     drop_stale: bool | None = None,
     options: ClassifierOptions | None = None,
     capture_size: tuple[int, int] | Literal["model", "camera"] = "model",
+    interpreters: int | None = None,
 ) -> Iterator[FrameResult]:
     """Classify a camera or video frame by frame, yielding one :class:`FrameResult` per classified frame.
 
@@ -495,6 +496,11 @@ def watch(
             the smallest 4:3 mode that covers the model's input (:func:`capture_size_for`: 320x240 for a
             224x224 model), ``"camera"`` the camera's own default, or ``(width, height)``. The camera may
             deliver its nearest mode instead. Files and URLs deliver what they hold.
+        interpreters: when frames are classified in order (``drop_stale`` False: video files by default), how
+            many single-thread interpreters classify them side by side, each decoding its own frames (default:
+            the classifier's ``num_threads``; see :meth:`~skinedge.Classifier.iter_classify`). A live source
+            (newest frame only) is classified one frame at a time on the classifier's own interpreter, which
+            gives each frame the shortest wait.
 
     The iterator ends at the end of a file, after ``max_frames`` or ``duration_s``, or when the caller
     stops iterating (closing it stops the capture thread and releases the source). The source is opened
@@ -529,23 +535,30 @@ def watch(
         _import_cv2(src.name)
     elif importlib.util.find_spec("picamera2") is None:
         raise SourceError(src.name, _NO_PICAMERA2)
+    if interpreters is not None and interpreters < 1:
+        raise ValueError(f"interpreters must be >= 1, got {interpreters}")
     drop = src.live if drop_stale is None else bool(drop_stale)
-    capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop,
+    lanes = 1 if drop else (classifier.num_threads if interpreters is None else interpreters)
+    # In order on one interpreter, the capture thread prepares each frame while the interpreter invokes the last;
+    # on several, each interpreter's thread prepares its own.
+    capture = _Capture(src, classifier, drop_stale=drop, prepare=not drop and lanes == 1,
                        open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, capture_size=size)
-    return _results(classifier, capture, smoothing, explain, opts, max_frames, duration_s, read_timeout_s)
+    return _results(classifier, capture, smoothing, explain, opts, max_frames, duration_s, read_timeout_s, lanes)
 
 
 def _results(classifier: Classifier, capture: _Capture, smoothing: float, explain: bool, opts: ClassifierOptions,
-             max_frames: int | None, duration_s: float | None, read_timeout_s: float) -> Iterator[FrameResult]:
+             max_frames: int | None, duration_s: float | None, read_timeout_s: float,
+             interpreters: int = 1) -> Iterator[FrameResult]:
     # A generator apart from watch(), so that bad arguments and sources that parse_source refuses are raised by
     # the call itself; the source is opened at the first next(), so an unused iterator holds nothing open.
     src = capture.src
     capture.start()
+    start = capture.opened_at
     stalled = False
-    try:
-        start = capture.opened_at
-        ema: np.ndarray | None = None
-        previous_label: str | None = None
+
+    def frames() -> Iterator[_Frame]:
+        """The source's frames, until its end, ``max_frames`` or ``duration_s``; SourceError when it stalls."""
+        nonlocal stalled
         count = 0
         while max_frames is None or count < max_frames:
             wait = read_timeout_s
@@ -563,7 +576,16 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
                 raise SourceError(src.name, f"no frame for {read_timeout_s:g} s (the stream stalled)") from None
             if item is None:
                 return
-            raw = _classify(classifier, explain, opts, item, src.name)
+            count += 1
+            yield item
+
+    try:
+        ema: np.ndarray | None = None
+        previous_label: str | None = None
+        count = 0
+        classified = (_on_interpreters(classifier, frames(), explain, opts, src.name, interpreters) if interpreters > 1
+                      else ((item, _classify(classifier, explain, opts, item, src.name)) for item in frames()))
+        for item, raw in classified:
             # class and gate scores smoothed together (gates too: one odd frame should not say "no skin")
             scores = np.asarray([*raw.scores, *raw.gates.values()], dtype=np.float64)
             ema = scores if ema is None else smoothing * ema + (1.0 - smoothing) * scores
@@ -577,6 +599,33 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
             previous_label = result.label
     finally:
         capture.stop(join=not stalled)  # a thread stuck in a dead stream's read is left behind (a daemon)
+
+
+def _on_interpreters(classifier: Classifier, frames: Iterator[_Frame], explain: bool, opts: ClassifierOptions,
+                     name: str, interpreters: int) -> Iterator[tuple[_Frame, ClassificationResult]]:
+    """Every frame, in order, through ``Classifier.iter_classify`` on ``interpreters`` single-thread interpreters
+    (each decoding its own frames). A source that breaks ends the frames handed over; the frames read before it
+    are classified and yielded first, then its error is raised, as when frames go one at a time."""
+    pending: collections.deque[_Frame] = collections.deque()
+    ended: list[SourceError] = []
+
+    def images() -> Iterator[bytes | np.ndarray]:
+        try:
+            for item in frames:
+                pending.append(item)
+                yield item.jpeg if item.rgb is None else item.rgb
+        except SourceError as exc:
+            ended.append(exc)
+
+    for outcome in classifier.iter_classify(images(), interpreters=interpreters, explain=explain, options=opts):
+        item = pending.popleft()
+        if isinstance(outcome, ImageError):
+            raise SourceError(name, f"frame {item.index}: {outcome.reason}")
+        if isinstance(outcome, SkinedgeError):
+            raise outcome
+        yield item, dataclasses.replace(outcome, source=f"{name}#{item.index}")
+    if ended:
+        raise ended[0]
 
 
 def _classify(classifier: Classifier, explain: bool, opts: ClassifierOptions, item: _Frame,

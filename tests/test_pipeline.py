@@ -253,3 +253,34 @@ def test_prefetched_keeps_order_errors_and_its_depth() -> None:
     assert 70 not in started and lazy[0]() == 4900 and 70 in started
     with pytest.raises(ValueError):
         list(prefetched(step, [1, 2], workers=1, depth=0))
+
+
+def test_batches_on_per_core_interpreters_give_the_same_results(test_photos: list[Path], tmp_path: Path) -> None:
+    """The default batch (one single-thread interpreter per thread, each decoding its own photos) reports what one
+    interpreter fed by decode workers reports, photo for photo, in input order, with a bad input in the middle."""
+    from skinedge.errors import ClassifierClosedError, ImageError
+
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(test_photos[0].read_bytes()[:200])
+    photos = [*test_photos[:7], damaged, *test_photos[7:14]]
+    with Classifier(num_threads=2) as clf:
+        one = clf.classify_many(photos, interpreters=1)
+        per_core = clf.classify_many(photos)  # default: num_threads interpreters
+        again = clf.classify_many(iter(photos), interpreters=2, prefetch=1)  # a generator, nothing ahead
+        for batch in (per_core, again):
+            assert isinstance(batch[7], ImageError) and str(damaged) in str(batch[7])
+            for a, b in zip(one, batch, strict=True):
+                if isinstance(a, ImageError):
+                    continue
+                assert (b.source, b.label, b.reason) == (a.source, a.label, a.reason)
+                # int8 arithmetic gives the same integers on 1 or 2 threads; the float softmax may round apart
+                np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=1e-6)
+                np.testing.assert_allclose(list(b.gates.values()), list(a.gates.values()), rtol=0, atol=1e-6)
+        with pytest.raises(ValueError, match="interpreters"):
+            clf.classify_many(photos, interpreters=0)
+        outcomes = clf.iter_classify(photos * 3)
+        assert isinstance(next(outcomes), ClassificationResult)
+        clf.close()  # a batch still running stops with the typed error, not a crash or a wrong answer
+        with pytest.raises(ClassifierClosedError):
+            for outcome in outcomes:
+                assert isinstance(outcome, (ClassificationResult, ImageError))

@@ -274,6 +274,33 @@ def test_stopping_early_releases_the_source(clf, clips):
         n == "skinedge-capture" for n in before)
 
 
+def test_frames_in_order_on_per_core_interpreters_match_one_at_a_time(clips):
+    """A file's frames on two single-thread interpreters (each decoding its own frames): the same frames, in
+    order, with the same raw and smoothed scores as one frame at a time on one interpreter; heatmaps too; and a
+    file that breaks mid-way yields every frame before the break, then the same error."""
+    with Classifier(num_threads=2) as clf:
+        one = list(watch(clf, clips["ab"], interpreters=1))
+        per_core = list(watch(clf, clips["ab"]))  # default: the classifier's 2 threads, 2 interpreters
+        assert [r.index for r in per_core] == [r.index for r in one] == list(range(2 * PER_PHOTO))
+        for a, b in zip(one, per_core, strict=True):
+            assert (b.result.label, b.raw.label, b.result.source, b.time_s) == (
+                a.result.label, a.raw.label, a.result.source, a.time_s)
+            # int8 arithmetic gives the same integers on 1 or 2 threads; the float softmax may round apart
+            np.testing.assert_allclose(b.raw.scores, a.raw.scores, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(b.result.scores, a.result.scores, rtol=0, atol=1e-6)
+            assert np.array_equal(b.frame, a.frame)
+        assert [r.index for r in watch(clf, clips["long"], max_frames=5)] == [0, 1, 2, 3, 4]
+        explained = list(watch(clf, clips["ab"], explain=True, max_frames=3))
+        alone = [clf.explain(r.frame).heatmap for r in explained]
+        for r, heatmap in zip(explained, alone, strict=True):
+            np.testing.assert_allclose(r.result.heatmap, heatmap, rtol=0, atol=1e-5)
+        err_one, got_one = _source_error(clf, clips["truncated"], interpreters=1)
+        err, got = _source_error(clf, clips["truncated"])
+        assert 0 < got == got_one < 2 * PER_PHOTO and err.reason == err_one.reason
+        with pytest.raises(ValueError, match="interpreters"):
+            watch(clf, clips["ab"], interpreters=0)
+
+
 # -- bad sources ------------------------------------------------------------------------------------
 
 
