@@ -236,10 +236,10 @@ class Classifier:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         name = str(self.model_path)
         try:
-            self._interpreter, self.backend = create_interpreter(packed.flatbuffer, self.num_threads, backend)
+            self._interpreter, self.backend = create_interpreter(packed.data, self.num_threads, backend)
         except ModelError as exc:
             raise ModelError(name, exc.reason) from None
-        self._flatbuffer = packed.flatbuffer  # held by the interpreter anyway: the batches' own interpreters
+        self._model_data = packed.data  # held by the interpreter anyway: the batches' own interpreters
         self._batch_lanes: list[tuple[Any, threading.Lock]] = []  # built by the first batch that needs them
         self.delegate: DelegateStatus = delegate_status(self._interpreter)
         self._input = self._single(self._interpreter.get_input_details(), "input", name)
@@ -678,7 +678,7 @@ class Classifier:
             if self._closed:
                 raise self._closed_error()
             while len(self._batch_lanes) < n:
-                interpreter, _ = create_interpreter(self._flatbuffer, 1, self.backend.name)
+                interpreter, _ = create_interpreter(self._model_data, 1, self.backend.name)
                 self._batch_lanes.append((interpreter, threading.Lock()))
             return self._batch_lanes[:n]
 

@@ -195,18 +195,27 @@ class ModelFile:
     :func:`unpack` makes one from bytes; :func:`skinedge.model_io.read_model` from a file, after its checks.
 
     Attributes:
-        flatbuffer: the model without its metadata archive: what the interpreter is given.
+        data: the whole file. Interpreters are given this: they read the flatbuffer at its start and never the
+            archive after it (as for any TFLite file with metadata), and a 4 MB copy of the flatbuffer alone
+            would cost every start about 3 ms.
+        flatbuffer_size: how many bytes of ``data`` the flatbuffer takes (the archive, if any, starts there).
         metadata: skinedge's metadata (``skinedge.json``), or None for a model without it.
         labels: the archive's ``labels.txt``, if it has one (third-party packing included).
         files: every archive entry by name (``skinedge.json``, ``labels.txt``, self-test vectors...).
         sha256: SHA-256 of the whole file (flatbuffer and archive), as a hex string.
     """
 
-    flatbuffer: bytes
+    data: bytes
+    flatbuffer_size: int
     metadata: ModelMetadata | None
     labels: tuple[str, ...] | None
     files: dict[str, bytes]
     sha256: str
+
+    @property
+    def flatbuffer(self) -> bytes:
+        """The model without its metadata archive (a copy, made on each access: the checks and tools use it)."""
+        return self.data if self.flatbuffer_size == len(self.data) else self.data[: self.flatbuffer_size]
 
 
 def _read_archive(data: bytes, source: str) -> tuple[int, dict[str, bytes]] | None:
@@ -288,9 +297,9 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True, sha256: st
     digest = sha256 or sha256_hex(data)
     archive = _read_archive(data, source)
     if archive is None:
-        return ModelFile(flatbuffer=data, metadata=None, labels=None, files={}, sha256=digest)
+        return ModelFile(data=data, flatbuffer_size=len(data), metadata=None, labels=None, files={}, sha256=digest)
     start, files = archive
-    flatbuffer = data[:start]
+    flatbuffer = memoryview(data)[:start]  # no copy: hashed here at most, and kept as an offset
     if METADATA_NAME not in files and METADATA_NAME.encode() in data[start:]:
         raise MetadataError(source, f"damaged metadata archive ({METADATA_NAME} is named in it but unreadable)")
     metadata = None
@@ -313,7 +322,7 @@ def unpack(data: bytes, source: str, *, verify_checksum: bool = True, sha256: st
         labels = parse_labels(files[LABELS_NAME].decode("utf-8", errors="replace"))
     if metadata is not None and labels is not None and tuple(labels) != metadata.output_labels:
         raise MetadataError(source, f"{LABELS_NAME} and {METADATA_NAME} disagree on the labels")
-    return ModelFile(flatbuffer=flatbuffer, metadata=metadata, labels=labels, files=files, sha256=digest)
+    return ModelFile(data=data, flatbuffer_size=start, metadata=metadata, labels=labels, files=files, sha256=digest)
 
 
 def pack(flatbuffer: bytes, metadata: ModelMetadata, extra_files: dict[str, bytes] | None = None) -> bytes:

@@ -130,7 +130,7 @@ def read_model(path: str | os.PathLike, *, verify: bool = True, probe: bool | No
     if probe is None:
         probe = os.environ.get(PROBE_ENV, "").strip() not in ("", "0")
     if probe:
-        probe_model(model.flatbuffer, name)
+        probe_model(model.data, name)  # exactly what the interpreter will be given
     return model
 
 

@@ -151,3 +151,33 @@ def test_a_reader_that_stops_reading_ends_predict_quietly_with_status_0(skin6_di
     _, err = proc.communicate(timeout=120)
     assert first.strip() and proc.returncode == 0, (proc.returncode, err.decode())
     assert b"Traceback" not in err and b"BrokenPipe" not in err and b"Exception ignored" not in err, err.decode()
+
+
+def test_predict_ends_without_teardown_yet_delivers_every_line(tmp_path: Path, skin6_dir: Path) -> None:
+    """The program skips the interpreter's teardown after ``predict`` (``skinedge.cli.run``): every result line, the
+    summary and the disclaimer still reach a block-buffered file, with the right status (a bad input: 1)."""
+    from importlib.metadata import entry_points
+
+    assert [e.value for e in entry_points(group="console_scripts", name="skinedge")] == ["skinedge.cli:run"]
+    photos = _photos(skin6_dir, 12)
+    missing = tmp_path / "missing.jpg"
+    for args, status in (([], 0), ([str(missing)], 1)):
+        out = tmp_path / f"out{status}.txt"
+        with out.open("w") as f:
+            proc = subprocess.run([*_skinedge(), "predict", *map(str, photos), *args, "--threads", "1"], stdout=f,
+                                  stderr=subprocess.PIPE, text=True, timeout=120)
+        lines = out.read_text().splitlines()
+        assert proc.returncode == status, proc.stderr
+        assert [line.split(": ")[0] for line in lines if not line.startswith(" ")][:12] == list(map(str, photos))
+        assert lines[-2] == f"12 classified, {status} failed" and lines[-1].startswith("Scores from a research model")
+        assert (str(missing) in proc.stderr) == bool(status) and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to make writes fail")
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(skin6_dir: Path) -> None:
+    photo = _photos(skin6_dir, 1)[0]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*_skinedge(), "predict", str(photo), "--threads", "1"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: cannot write the output: No space left on device"

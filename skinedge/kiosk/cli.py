@@ -1,105 +1,23 @@
-"""The kiosk's commands: ``skinedge cases``, ``skinedge service``, ``skinedge models``, and the options
-``skinedge serve`` takes for a kiosk (token, HTTPS, case log). Parsing and printing only: the work is in the
-modules beside this one."""
+"""The kiosk's commands: ``skinedge cases``, ``skinedge service``, ``skinedge models``. Parsing and printing only:
+the work is in the modules beside this one. ``skinedge`` loads this module when one of them is run (not at every
+start: their options cost a few milliseconds to build); what ``skinedge serve`` shares with them is in
+:mod:`skinedge.kiosk.serve_options`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
 from skinedge.errors import SkinedgeError
-
-EXIT_UNUSABLE = 2
-
-
-def _fail(error: SkinedgeError) -> None:
-    click.echo(f"error: {error}", err=True)
-    raise SystemExit(EXIT_UNUSABLE)
-
-
-# -- options shared by serve and service install -------------------------------------------------------
-
-_PATH = click.Path(dir_okay=False, path_type=Path)
-KIOSK_OPTIONS = (
-    click.option("--token-file", type=_PATH, default=None,
-                 help="Require this token (Authorization: Bearer, or the page's sign-in) on every route but /healthz."),
-    click.option("--certfile", type=_PATH, default=None, help="Serve HTTPS with this PEM certificate."),
-    click.option("--keyfile", type=_PATH, default=None, help="The certificate's PEM private key."),
-    click.option("--case-log", type=_PATH, default=None,
-                 help="Record every classification in this SQLite file (the answer carries case_id)."),
-    click.option("--keep-photos", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Also keep each photo in this folder (mode 0700; needs --case-log)."),
-    click.option("--retain-days", type=click.FloatRange(min=0, min_open=True), default=None,
-                 help="Delete cases and photos older than this many days."),
-    click.option("--insecure-no-auth", is_flag=True,
-                 help="Allow listening beyond loopback without --token-file (anyone on the network can use it)."),
+from skinedge.kiosk.serve_options import (
+    EXIT_UNUSABLE,
+    FILE_PATH,
+    check_access_options,
+    fail_unusable,
+    kiosk_options,
 )
-
-
-def kiosk_options(f: Callable) -> Callable:
-    """Add the kiosk options to a command."""
-    for option in reversed(KIOSK_OPTIONS):
-        f = option(f)
-    return f
-
-
-def check_access_options(host: str, token_file: Path | None, certfile: Path | None, keyfile: Path | None,
-                         case_log: Path | None, keep_photos: Path | None, retain_days: float | None,
-                         insecure_no_auth: bool) -> None:
-    """Refuse option combinations that make no sense or leave the kiosk open (click's usage errors, exit 2)."""
-    from skinedge.serve.server import is_loopback
-
-    if not is_loopback(host) and host != "localhost" and token_file is None and not insecure_no_auth:
-        raise click.UsageError(f"--host {host} listens beyond this machine: give --token-file FILE (see "
-                               "docs/kiosk.md), or --insecure-no-auth to serve anyone who can reach it")
-    if keyfile is not None and certfile is None:
-        raise click.UsageError("--keyfile needs --certfile")
-    if (keep_photos is not None or retain_days is not None) and case_log is None:
-        raise click.UsageError("--keep-photos and --retain-days need --case-log")
-
-
-def build_kiosk(token_file: Path | None, certfile: Path | None, keyfile: Path | None, case_log: Path | None,
-                keep_photos: Path | None, retain_days: float | None, labels: tuple[str, ...]) -> Any:
-    """The :class:`skinedge.kiosk.web.Kiosk` for these options, or None when none is given.
-    Raises :class:`SkinedgeError` subclasses for a bad token file, certificate or case log."""
-    if token_file is None and certfile is None and case_log is None:
-        return None
-    from skinedge.kiosk.web import Kiosk, server_context
-
-    kiosk = Kiosk()
-    if certfile is not None:
-        kiosk.ssl_context = server_context(certfile, keyfile)
-    if token_file is not None:
-        from skinedge.kiosk.auth import Authenticator, load_token
-
-        kiosk.auth = Authenticator(load_token(token_file), secure_cookie=certfile is not None)
-    if case_log is not None:
-        from skinedge.kiosk.caselog import CaseLog
-
-        kiosk.case_log = CaseLog(case_log, photo_dir=keep_photos, retain_days=retain_days, labels=labels)
-    return kiosk
-
-
-def store_model(model: str | None) -> str | None:
-    """``model`` if given, else the model store's active model when a store is set up (None: the bundled one)."""
-    if model is not None:
-        return model
-    from skinedge.kiosk.storedir import store_is_set_up
-
-    if not store_is_set_up():  # the usual case, decided without importing the store's machinery
-        return None
-    from skinedge.kiosk.modelstore import active_model
-
-    try:
-        path = active_model()
-    except SkinedgeError as exc:
-        _fail(exc)
-    return None if path is None else str(path)
-
 
 # -- skinedge cases ----------------------------------------------------------------------------------
 
@@ -109,7 +27,7 @@ def cases() -> None:
 
 
 @cases.command("export")
-@click.argument("db", type=_PATH)
+@click.argument("db", type=FILE_PATH)
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--photos", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Where the photos are (default: the --keep-photos folder the server recorded).")
@@ -122,13 +40,13 @@ def export_command(db: Path, out: Path, photos: Path | None) -> None:
         with open_existing(db) as log:
             summary = export(log, out, photo_dir=photos)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     folders = ", ".join(f"{label} {n}" for label, n in sorted(summary.photos.items())) or "none"
     click.echo(f"exported {summary.cases} cases to {out / 'cases.csv'}; photos by clinician label: {folders}")
 
 
 @cases.command("report")
-@click.argument("db", type=_PATH)
+@click.argument("db", type=FILE_PATH)
 @click.option("--json", "as_json", is_flag=True, help="Everything as one JSON object.")
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
@@ -141,7 +59,7 @@ def report_command(db: Path, as_json: bool, resamples: int, seed: int) -> None:
         with open_existing(db) as log:
             rep = report(log, n_resamples=resamples, seed=seed)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     click.echo(json.dumps(rep, indent=1) if as_json else format_report(rep))
 
 
@@ -187,7 +105,7 @@ def service_install(host, port, model, model_store, threads, camera, token_file,
                 raise click.UsageError(f"{path}: no such file")
         path = install(config, name=name, user=user, start=not no_start)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     click.echo(f"installed {path}; {'enabled' if no_start else 'enabled and started'} "
                f"(systemctl status {name}; journalctl -u {name})")
 
@@ -201,7 +119,7 @@ def service_uninstall(name: str) -> None:
     try:
         path = uninstall(name=name)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     click.echo(f"removed {path}")
 
 
@@ -232,7 +150,7 @@ def models_trust(public_key: Path, store: Path | None) -> None:
         s = _store(store)
         kid = s.trust(public_key)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     click.echo(f"trusting key {kid} for models installed in {s.root}")
 
 
@@ -245,7 +163,7 @@ def models_list(store: Path | None, as_json: bool) -> None:
         s = _store(store)
         listing = s.list()
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     if as_json:
         click.echo(json.dumps({"store": str(s.root), "models": [m.to_dict() for m in listing]}, indent=1))
         return
@@ -284,5 +202,5 @@ def models_rollback(store: Path | None) -> None:
     try:
         m = _store(store).rollback()
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     click.echo(f"active: {m.name} (sha256 {m.sha256[:16]}); restart the service to use it")
