@@ -190,10 +190,11 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
                             "prepare": common.cpu_ms_per_item(clf.prepare, jpegs_in_clip),
                             "invoke": common.cpu_ms_per_item(clf.classify, prepared, whole_process=True),
                             "invoke_1_thread": common.cpu_ms_per_item(single.classify, prepared, whole_process=True)}
-        work_bounds = {f"invoke on {t} threads": common.work_bound_per_s(
-                           {k: stage_cpu_ms[k] for k in ("read", "prepare", "invoke")}),
-                       "invoke on 1 thread": common.work_bound_per_s(
-                           {k: stage_cpu_ms[k] for k in ("read", "prepare", "invoke_1_thread")})}
+        work_bounds = {"invoke on 1 thread": common.work_bound_per_s(
+            {k: stage_cpu_ms[k] for k in ("read", "prepare", "invoke_1_thread")})}
+        if t > 1:
+            work_bounds[f"invoke on {t} threads"] = common.work_bound_per_s(
+                {k: stage_cpu_ms[k] for k in ("read", "prepare", "invoke")})
         work_bound = max(work_bounds.values())
         del jpegs_in_clip, prepared
         res: dict[str, list] = {"invoke_s": [], "watch_s": [], "watch_one_interpreter_s": [], "watch_decoded_s": [],

@@ -55,6 +55,7 @@ from skinedge.quality import PhotoQuality, QualityThresholds, assess
 from skinedge.reasons import describe, live_status
 
 DISCLAIMER = "Scores from a research model, not a medical diagnosis: consult a clinician."
+_FEW_IMAGES = 16  # a batch list shorter than this runs on the classifier's own interpreter (iter_classify)
 
 
 @dataclass(frozen=True)
@@ -637,8 +638,9 @@ class Classifier:
         synchronisation points while decoding waits, and one thread per interpreter spends less CPU per image
         (docs/benchmarks.md, "the work bound"). It costs memory: each interpreter packs its own copy of the
         weights (about 6 MB for the bundled model).
-        With ``interpreters=1`` the classifier's own interpreter (``num_threads`` threads) invokes while
-        ``workers`` threads (default: 2) decode ahead of it.
+        With ``interpreters=1``, and by default for a list of fewer than 16 images (too few to repay building the
+        other interpreters), the classifier's own interpreter (``num_threads`` threads) invokes while ``workers``
+        threads (default: 2) decode ahead of it.
         Either way the results are the same, in input order; one bad image yields its :class:`SkinedgeError` and
         the rest go on.
 
@@ -652,7 +654,9 @@ class Classifier:
         n = self.num_threads if interpreters is None else int(interpreters)
         if n < 1:
             raise ValueError(f"interpreters must be >= 1, got {interpreters}")
-        if n == 1 or (isinstance(images, (list, tuple)) and len(images) <= 1):
+        if isinstance(images, (list, tuple)) and len(images) < (_FEW_IMAGES if interpreters is None else 2):
+            n = 1  # building the other interpreters (~7 ms each on 2 cores) would cost more than they save
+        if n == 1:
             for prepared in prefetched(self.prepare, images, workers=workers or 2, depth=prefetch):
                 yield self._outcome(lambda prepared=prepared: self._finish(prepared(), opts, heatmap=explain))
             return
