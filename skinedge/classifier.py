@@ -652,8 +652,9 @@ class Classifier:
             self._check_can_explain()
         opts = self.resolve_options(options, **overrides)
         n = self.num_threads if interpreters is None else int(interpreters)
-        if n < 1:
-            raise ValueError(f"interpreters must be >= 1, got {interpreters}")
+        if n < 1 or (workers is not None and workers < 1) or (prefetch is not None and prefetch < 1):
+            raise ValueError(f"interpreters, workers and prefetch must be >= 1, got {interpreters}, {workers} and "
+                             f"{prefetch}")
         if isinstance(images, (list, tuple)) and len(images) < (_FEW_IMAGES if interpreters is None else 2):
             n = 1  # building the other interpreters (~7 ms each on 2 cores) would cost more than they save
         if n == 1:
@@ -673,7 +674,8 @@ class Classifier:
             finally:
                 free.put(lane)
 
-        for outcome in prefetched(decode_and_classify, images, workers=n, depth=prefetch or 4 * n):
+        depth = 4 * n if prefetch is None else prefetch
+        for outcome in prefetched(decode_and_classify, images, workers=n, depth=depth):
             yield outcome()
 
     def _lanes(self, n: int) -> list[tuple[Any, threading.Lock]]:

@@ -76,7 +76,8 @@ def test_eight_threads_match_one_thread(clf: Classifier, inputs: list) -> None:
 
 
 def test_threads_mixing_invoke_classify_and_batches(clf: Classifier, inputs: list, tmp_path: Path) -> None:
-    """invoke, classify and iter_classify (which runs its own decode pool) at once, with bad inputs mixed in."""
+    """invoke, classify and iter_classify (its own decode pool, or its own interpreters) at once, with bad inputs
+    mixed in."""
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     arrays = [x for x in inputs if isinstance(x, np.ndarray)]
@@ -88,8 +89,9 @@ def test_threads_mixing_invoke_classify_and_batches(clf: Classifier, inputs: lis
             for _ in range(4):
                 for a, e in zip(arrays, expected_invoke, strict=True):
                     assert np.array_equal(clf.invoke(a), e)
-        elif i % 3 == 1:
-            outcomes = list(clf.iter_classify([*inputs, bad], workers=2))
+        elif i % 3 == 1:  # half of them on the batch's single-thread interpreters, which all batches share
+            more = {"interpreters": 2} if i % 2 else {"workers": 2}
+            outcomes = list(clf.iter_classify([*inputs, bad], **more))
             assert [o.scores for o in outcomes[:-1]] == expected_batch
             assert isinstance(outcomes[-1], ImageError)
         else:

@@ -276,8 +276,9 @@ def test_batches_on_per_core_interpreters_give_the_same_results(test_photos: lis
                 # int8 arithmetic gives the same integers on 1 or 2 threads; the float softmax may round apart
                 np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=1e-6)
                 np.testing.assert_allclose(list(b.gates.values()), list(a.gates.values()), rtol=0, atol=1e-6)
-        with pytest.raises(ValueError, match="interpreters"):
-            clf.classify_many(photos, interpreters=0)
+        for bad in ({"interpreters": 0}, {"prefetch": 0}, {"workers": 0}, {"interpreters": 1, "prefetch": 0}):
+            with pytest.raises(ValueError, match="must be >= 1"):
+                clf.classify_many(photos, **bad)
         outcomes = clf.iter_classify(photos * 3)
         assert isinstance(next(outcomes), ClassificationResult)
         clf.close()  # a batch still running stops with the typed error, not a crash or a wrong answer
