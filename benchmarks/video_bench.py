@@ -197,8 +197,8 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
                 {k: stage_cpu_ms[k] for k in ("read", "prepare", "invoke")})
         work_bound = max(work_bounds.values())
         del jpegs_in_clip, prepared
-        res: dict[str, list] = {"invoke_s": [], "watch_s": [], "watch_one_interpreter_s": [], "watch_decoded_s": [],
-                                "sequential_s": [],
+        res: dict[str, list] = {"invoke_s": [], "watch_s": [], "watch_cpu_s": [], "watch_one_interpreter_s": [],
+                                "watch_decoded_s": [], "sequential_s": [],
                                 "watch_latency_ms": [],
                                 "watch_invoke_ms": [], "drop_latency_ms": [], "drop_results": [], "drop_s": []}
         for _ in range(rounds):
@@ -207,13 +207,14 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
                 clf.invoke(x)
             res["invoke_s"].append(time.perf_counter() - t0)
 
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             got = 0
             for r in watch(clf, path):
                 got += 1
                 res["watch_latency_ms"].append(r.latency_ms)
                 res["watch_invoke_ms"].append(r.raw.timings.invoke_ms)
             res["watch_s"].append(time.perf_counter() - t0)
+            res["watch_cpu_s"].append(time.process_time() - c0)  # every thread's CPU: how busy watch kept the cores
             assert got == n, (got, n)
 
             # The same watch on the classifier's own interpreter (t threads), the capture thread preparing each
@@ -272,6 +273,12 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
             "watch_one_interpreter_fps": round(n / m["watch_one_interpreter_s"], 2),
             "watch_one_interpreter_fraction_of_work_bound": round(n / m["watch_one_interpreter_s"] / work_bound, 3),
             "watch_speedup_vs_one_interpreter": round(m["watch_one_interpreter_s"] / m["watch_s"], 3),
+            # CPU per frame inside watch against the stages' sum measured alone, and the share of the cores it kept
+            # busy: where the gap to the work bound is (idle cores, or each stage costing more side by side)
+            "watch_cpu_ms_per_frame": round(m["watch_cpu_s"] / n * 1000, 3),
+            "stages_alone_cpu_ms_per_frame": round(sum(stage_cpu_ms[k] for k in ("read", "prepare", "invoke_1_thread")),
+                                                   3),
+            "watch_cores_busy": round(m["watch_cpu_s"] / m["watch_s"] / common.usable_cpus(), 3),
             "watch_frames_decoded_by_opencv_fps": round(n / m["watch_decoded_s"], 2),
             "watch_speedup_vs_frames_decoded": round(m["watch_decoded_s"] / m["watch_s"], 3),
             "sequential_fps": round(n / m["sequential_s"], 2),
@@ -323,7 +330,9 @@ def main() -> None:
         print(f"{t} thread(s): watch {r['watch_fps']} fps = {r['watch_fraction_of_bound']:.1%} of the invoke-only "
               f"bound {r['invoke_only_bound_fps']} fps, {r['watch_fraction_of_work_bound']:.1%} of the work bound "
               f"{r['work_bound_fps']} fps (each: {r['watch_fraction_of_each_work_bound']}; CPU ms per frame "
-              f"{r['stage_cpu_ms']}; on one interpreter {r['watch_one_interpreter_fps']} fps = "
+              f"{r['stage_cpu_ms']}; in watch {r['watch_cpu_ms_per_frame']} CPU ms per frame against "
+              f"{r['stages_alone_cpu_ms_per_frame']} alone, cores {r['watch_cores_busy']:.0%} busy; "
+              f"on one interpreter {r['watch_one_interpreter_fps']} fps = "
               f"{r['watch_one_interpreter_fraction_of_work_bound']:.1%} of the work bound; frames decoded by OpenCV "
               f"{r['watch_frames_decoded_by_opencv_fps']} fps; sequential loop "
               f"{r['sequential_fps']}); file latency p50 "
