@@ -499,7 +499,6 @@ def test_cli_explain_needs_save_frames(clips):
     assert res.exit_code == 2 and "--save-frames" in res.output
 
 
-@pytest.mark.skipif(not hasattr(Classifier, "explain"), reason="Classifier.explain() is not in this tree yet")
 def test_cli_explain_overlays_heatmaps_on_saved_frames(clips, tmp_path):
     plain, explained = tmp_path / "plain", tmp_path / "explained"
     for folder, extra in ((plain, []), (explained, ["--explain"])):
