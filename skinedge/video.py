@@ -619,11 +619,7 @@ def _on_interpreters(classifier: Classifier, frames: Iterator[_Frame], explain: 
 
     for outcome in classifier.iter_classify(images(), interpreters=interpreters, explain=explain, options=opts):
         item = pending.popleft()
-        if isinstance(outcome, ImageError):
-            raise SourceError(name, f"frame {item.index}: {outcome.reason}")
-        if isinstance(outcome, SkinedgeError):
-            raise outcome
-        yield item, dataclasses.replace(outcome, source=f"{name}#{item.index}")
+        yield item, _frame_result(outcome, item, name)
     if ended:
         raise ended[0]
 
@@ -632,11 +628,22 @@ def _classify(classifier: Classifier, explain: bool, opts: ClassifierOptions, it
               name: str) -> ClassificationResult:
     """One frame through the classifier's one path (prepared on the capture thread when in order)."""
     image = item.prepared if item.prepared is not None else item.rgb if item.rgb is not None else item.jpeg
+    outcome: ClassificationResult | ImageError
     try:
-        result = classifier.explain(image, options=opts) if explain else classifier.classify(image, options=opts)
+        outcome = classifier.explain(image, options=opts) if explain else classifier.classify(image, options=opts)
     except ImageError as exc:  # the frame's fault; a ModelError (e.g. no heatmap outputs) stays what it is
-        raise SourceError(name, f"frame {item.index}: {exc.reason}") from None
-    return dataclasses.replace(result, source=f"{name}#{item.index}")
+        outcome = exc
+    return _frame_result(outcome, item, name)
+
+
+def _frame_result(outcome: ClassificationResult | SkinedgeError, item: _Frame, name: str) -> ClassificationResult:
+    """A frame's result named ``<source>#<index>``; an image the frame could not give becomes the source's error
+    (``frame N: why``), any other error is raised as it is."""
+    if isinstance(outcome, ImageError):
+        raise SourceError(name, f"frame {item.index}: {outcome.reason}")
+    if isinstance(outcome, SkinedgeError):
+        raise outcome
+    return dataclasses.replace(outcome, source=f"{name}#{item.index}")
 
 
 def _smoothed(classifier: Classifier, raw: ClassificationResult, ema: np.ndarray,
