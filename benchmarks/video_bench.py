@@ -9,7 +9,9 @@ Three measurements, in interleaved rounds so that drift hits all alike:
   photos, through ``watch(clf, clip)``, wall time from the call to the last result; against the
   **invoke-only bound**, the same frames preprocessed beforehand and only ``Classifier.invoke`` timed
   (goal >= 70%) and against the **work bound**, every stage's CPU time per frame (read each frame's JPEG,
-  prepare it, invoke; each measured alone, as watch runs them) spread over the cores (goal >= 90%). Timed
+  prepare it, invoke; each measured alone, as watch runs them) spread over the cores (goal >= 90%); the
+  stages are measured right before and right after each round's run, and each round is also set against the
+  mean of those two (the machine's speed drifts over seconds, 10-50% on a shared VM). Timed
   beside it: the same ``watch`` with the frames decoded by OpenCV (how it read Motion-JPEG before), and a plain
   loop (``cv2`` read and decode, ``classify_frame``, nothing overlapped).
 * **live camera, 30 fps**: an MJPEG-over-HTTP stream served at 30 frames/s from this process (what an IP
@@ -143,6 +145,15 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"n": int(a.size), "p50": p50, "p90": p90, "p99": p99, "max": round(float(a.max()), 3)}
 
 
+def _stage_cpu_ms(read_jpegs: Any, clf: Any, single: Any, jpegs: list[bytes], prepared: list[Any]) -> dict[str, float]:
+    """Each stage of watch's pipeline alone, CPU ms per frame: read the clip's JPEGs, prepare them, invoke (on the
+    t-thread interpreter and on a single-thread one)."""
+    return {"read": common.cpu_ms_per_item(lambda _: read_jpegs(), [None]) / len(jpegs),
+            "prepare": common.cpu_ms_per_item(clf.prepare, jpegs),
+            "invoke": common.cpu_ms_per_item(clf.classify, prepared, whole_process=True),
+            "invoke_1_thread": common.cpu_ms_per_item(single.classify, prepared, whole_process=True)}
+
+
 def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames: int = 300,
                 live_s: float = 8.0) -> dict:
     import cv2
@@ -206,12 +217,7 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
             for x in pixels:
                 clf.invoke(x)
             res["invoke_s"].append(time.perf_counter() - t0)
-            stages = {"read": common.cpu_ms_per_item(lambda _: read_jpegs(), [None]) / n,
-                      "prepare": common.cpu_ms_per_item(clf.prepare, jpegs_in_clip),
-                      "invoke": common.cpu_ms_per_item(clf.classify, prepared, whole_process=True),
-                      "invoke_1_thread": common.cpu_ms_per_item(single.classify, prepared, whole_process=True)}
-            for k, v in stages.items():
-                stage_samples[k].append(v)
+            before = _stage_cpu_ms(read_jpegs, clf, single, jpegs_in_clip, prepared)
 
             t0, c0 = time.perf_counter(), time.process_time()
             got = 0
@@ -222,6 +228,12 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
             res["watch_s"].append(time.perf_counter() - t0)
             res["watch_cpu_s"].append(time.process_time() - c0)  # every thread's CPU: how busy watch kept the cores
             assert got == n, (got, n)
+            # The stages again right after: the round's bound from the mean of the two measurements that bracket
+            # the run, so that the machine's drift over the seconds between them moves bound and run alike.
+            after = _stage_cpu_ms(read_jpegs, clf, single, jpegs_in_clip, prepared)
+            for k in before:
+                stage_samples[k] += [before[k], after[k]]
+            stages = {k: (before[k] + after[k]) / 2 for k in before}
             res["watch_fraction_of_work_bound_by_round"].append(n / res["watch_s"][-1] / max(bounds(stages).values()))
 
             # The same watch on the classifier's own interpreter (t threads), the capture thread preparing each

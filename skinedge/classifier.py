@@ -29,6 +29,7 @@ from skinedge.backend import (
 )
 from skinedge.batch import prefetched
 from skinedge.errors import ClassifierClosedError, ImageError, MetadataError, ModelError, SkinedgeError
+from skinedge.heap import keep_heap_pad
 from skinedge.metadata import ModelMetadata, read_labels_file
 from skinedge.options import ClassifierOptions
 from skinedge.postprocess import (
@@ -56,6 +57,10 @@ from skinedge.reasons import describe, live_status
 
 DISCLAIMER = "Scores from a research model, not a medical diagnosis: consult a clinician."
 _FEW_IMAGES = 16  # a batch list shorter than this runs on the classifier's own interpreter (iter_classify)
+#: On one interpreter per thread, each thread prepares this many images, then invokes them one after the other:
+#: switching between decoding and the interpreter once per run instead of once per image keeps more of each in the
+#: core's caches (per image, decoding and invoking alternately cost 10% more CPU than apart; docs/benchmarks.md).
+_RUN_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,18 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     return rgb
 
 
+def _runs(items: Iterable[Any], length: int) -> Iterator[list[Any]]:
+    """``items`` in consecutive lists of ``length`` (the last one shorter)."""
+    run: list[Any] = []
+    for item in items:
+        run.append(item)
+        if len(run) == length:
+            yield run
+            run = []
+    if run:
+        yield run
+
+
 class Classifier:
     """Classify skin photos with a TFLite model (int8 by default, the bundled skinedge model).
 
@@ -264,6 +281,7 @@ class Classifier:
         self._check_tensors(name)
         self._lock = threading.Lock()
         self._closed = False
+        self._classified_one = False  # the heap pad (skinedge.heap) waits for a second photo
         self.load_ms = (time.perf_counter() - t0) * 1000
         if self._input["dtype"] in (np.uint8, np.int8) and not self.delegate.delegated:
             warnings.warn(
@@ -503,6 +521,10 @@ class Classifier:
         """
         if isinstance(image, Prepared):
             return image
+        if self._classified_one:
+            # From the second photo on, reuse the heap pages the photos before freed (no page faults for every
+            # photo's buffers); not for the first, so that a one-photo process keeps its smaller peak memory.
+            keep_heap_pad()
         # quality measured here, not at the invoke: batches and video prepare on threads ahead of the interpreter
         return prepare_photo(image, self.spec, self._input["dtype"], self.limits,
                              measure_quality=self.options.check_quality)
@@ -557,6 +579,7 @@ class Classifier:
                              f"by {self.spec}")
         t = time.perf_counter()
         values, maps = self._run(tensor, with_maps=heatmap, lane=lane)
+        self._classified_one = True
         scores, gates = split_gates(calibrate(values, self.output_kind, self.temperature), self.gate_labels)
         invoke_ms = (time.perf_counter() - t) * 1000
         timings = Timings(prepared.decode_ms, prepared.resize_ms, invoke_ms)
@@ -632,12 +655,14 @@ class Classifier:
 
         ``interpreters`` (default: this classifier's ``num_threads``): with more than one, the batch runs on that
         many single-thread interpreters side by side (built from the same model by the first batch that needs
-        them, then kept), each on a thread of its own that decodes an image and invokes it, at most ``prefetch``
-        images ahead of the caller (default: four per interpreter, so that one large photo holds up no other
-        thread). On a few cores this keeps every core busy: a multi-thread invoke leaves cores idle at its
-        synchronisation points while decoding waits, and one thread per interpreter spends less CPU per image
-        (docs/benchmarks.md, "the work bound"). It costs memory: each interpreter packs its own copy of the
-        weights (about 6 MB for the bundled model).
+        them, then kept), each on a thread of its own that takes the next run of up to 8 images, decodes them,
+        then invokes them one after the other, at most ``prefetch`` images ahead of the caller (default: two
+        runs per interpreter; a smaller ``prefetch`` shortens the runs). On a few cores this keeps every core
+        busy: a multi-thread invoke leaves cores idle at its synchronisation points while decoding waits, one
+        thread per interpreter spends less CPU per image, and decoding a run before invoking it keeps each
+        step's data in the core's caches (docs/benchmarks.md, "the work bound"). It costs memory: each
+        interpreter packs its own copy of the weights (about 6 MB for the bundled model), and each thread
+        holds its run's decoded images.
         With ``interpreters=1``, and by default for a list of fewer than 16 images (too few to repay building the
         other interpreters), the classifier's own interpreter (``num_threads`` threads) invokes while ``workers``
         threads (default: 2) decode ahead of it.
@@ -666,17 +691,22 @@ class Classifier:
         free: queue.SimpleQueue[tuple[Any, threading.Lock]] = queue.SimpleQueue()
         for lane in self._lanes(n):
             free.put(lane)
+        run_length = _RUN_LENGTH if prefetch is None else max(1, min(_RUN_LENGTH, prefetch // n))
 
-        def decode_and_classify(image: ImageInput | Prepared) -> BatchOutcome:
+        def prepare_and_classify(run: list[ImageInput | Prepared]) -> list[BatchOutcome]:
             lane = free.get()  # as many threads as lanes: one is always free
             try:
-                return self._outcome(lambda: self._finish(self.prepare(image), opts, heatmap=explain, lane=lane))
+                prepared = [self._outcome(lambda image=image: self.prepare(image)) for image in run]
+                return [p if isinstance(p, SkinedgeError)
+                        else self._outcome(lambda p=p: self._finish(p, opts, heatmap=explain, lane=lane))
+                        for p in prepared]
             finally:
                 free.put(lane)
 
-        depth = 4 * n if prefetch is None else prefetch
-        for outcome in prefetched(decode_and_classify, images, workers=n, depth=depth):
-            yield outcome()
+        # In runs: by default two per thread, so that each thread has its next run queued when it ends one.
+        depth = 2 * n if prefetch is None else -(-prefetch // run_length)
+        for outcomes in prefetched(prepare_and_classify, _runs(images, run_length), workers=n, depth=depth):
+            yield from outcomes()
 
     def _lanes(self, n: int) -> list[tuple[Any, threading.Lock]]:
         """``n`` single-thread interpreters of this model, each with its lock: built once, kept until close."""
@@ -689,7 +719,7 @@ class Classifier:
             return self._batch_lanes[:n]
 
     @staticmethod
-    def _outcome(step: Any) -> BatchOutcome:
+    def _outcome(step: Any) -> Any:
         """``step()``'s result, or the input's typed error. A closed classifier is no input's fault: it stops
         the batch."""
         try:

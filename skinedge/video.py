@@ -51,8 +51,12 @@ _QUIET_CV2 = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
 #: this fraction, less two frames, is reported as a truncated file.
 _TRUNCATED_BELOW = 0.98
 
-#: In-order mode: frames decoded ahead of the model (enough to hide a slow read, little memory).
+#: In-order mode: frames read ahead of the model (enough to hide a slow read, little memory): decoded frames (up to
+#: megabytes each), and Motion-JPEG frames kept as JPEG files (tens of kilobytes). The reader is woken only once
+#: the queue has drained to half, so that it reads in bursts instead of preempting an invoke for every frame.
 _PREFETCH = 4
+_PREFETCH_JPEG = 8
+_REFILL_AT = 0.5  # the share of the queue left when the reader is woken
 
 _NO_PICAMERA2 = ("picamera2 is not installed: on Raspberry Pi OS, sudo apt install python3-picamera2 and create "
                  "the venv with --system-site-packages")
@@ -316,6 +320,7 @@ class _Capture:
         self._frame_count_prop: int | None = None  # cv2.CAP_PROP_FRAME_COUNT once OpenCV opened the source
         self._position_prop: int | None = None  # cv2.CAP_PROP_POS_MSEC, for files: each frame's place in the video
         self._jpeg_frames = False  # reading a Motion-JPEG source's frames as JPEG files (not decoded by OpenCV)
+        self._ahead = _PREFETCH  # in-order mode: how many frames the reader keeps queued
         self._thread = threading.Thread(target=self._run, name="skinedge-capture", daemon=True)
 
     # -- caller's side --------------------------------------------------------------------------
@@ -343,8 +348,14 @@ class _Capture:
                     raise TimeoutError
                 self._cond.wait(left)
             frame = self._frames.popleft()
-            self._cond.notify_all()  # room for the in-order producer
+            if len(self._frames) <= int(self._ahead * _REFILL_AT):
+                self._cond.notify_all()  # room for the in-order reader: it refills the queue in one burst
             return frame
+
+    @property
+    def jpeg_frames(self) -> bool:
+        """Whether frames come as JPEG files (a Motion-JPEG source) rather than decoded; known once opened."""
+        return self._jpeg_frames
 
     def stop(self, join: bool = True) -> None:
         with self._cond:
@@ -413,6 +424,7 @@ class _Capture:
 
     def _read_loop(self, cap: Any, declared: int) -> None:
         name, index = self.src.name, 0
+        self._ahead = _PREFETCH_JPEG if self._jpeg_frames and not self._prepare else _PREFETCH
         while not self._stop:
             ok, raw = cap.read()
             captured = time.monotonic()
@@ -430,7 +442,7 @@ class _Capture:
                 except ImageError as exc:
                     raise SourceError(name, f"frame {index}: {exc.reason}") from None
             with self._cond:
-                while not self._drop and len(self._frames) >= _PREFETCH and not self._stop:
+                while not self._drop and len(self._frames) >= self._ahead and not self._stop:
                     self._cond.wait()
                 if self._drop and self._frames:
                     self.dropped += 1
@@ -583,7 +595,12 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
         ema: np.ndarray | None = None
         previous_label: str | None = None
         count = 0
-        classified = (_on_interpreters(classifier, frames(), explain, opts, src.name, interpreters) if interpreters > 1
+        # A file's Motion-JPEG frames are small: the interpreters' threads take them in runs (iter_classify's
+        # default). Frames OpenCV decoded (megabytes each at HD) go two per interpreter; a live source's (read in
+        # order when asked) one per interpreter, so that no frame waits for a run to fill.
+        ahead = interpreters if src.live else None if capture.jpeg_frames else 2 * interpreters
+        classified = (_on_interpreters(classifier, frames(), explain, opts, src.name, interpreters, ahead)
+                      if interpreters > 1
                       else ((item, _classify(classifier, explain, opts, item, src.name)) for item in frames()))
         for item, raw in classified:
             # class and gate scores smoothed together (gates too: one odd frame should not say "no skin")
@@ -602,7 +619,8 @@ def _results(classifier: Classifier, capture: _Capture, smoothing: float, explai
 
 
 def _on_interpreters(classifier: Classifier, frames: Iterator[_Frame], explain: bool, opts: ClassifierOptions,
-                     name: str, interpreters: int) -> Iterator[tuple[_Frame, ClassificationResult]]:
+                     name: str, interpreters: int,
+                     prefetch: int | None = None) -> Iterator[tuple[_Frame, ClassificationResult]]:
     """Every frame, in order, through ``Classifier.iter_classify`` on ``interpreters`` single-thread interpreters
     (each decoding its own frames). A source that breaks ends the frames handed over; the frames read before it
     are classified and yielded first, then its error is raised, as when frames go one at a time."""
@@ -617,7 +635,8 @@ def _on_interpreters(classifier: Classifier, frames: Iterator[_Frame], explain: 
         except SourceError as exc:
             ended.append(exc)
 
-    for outcome in classifier.iter_classify(images(), interpreters=interpreters, explain=explain, options=opts):
+    for outcome in classifier.iter_classify(images(), interpreters=interpreters, prefetch=prefetch, explain=explain,
+                                            options=opts):
         item = pending.popleft()
         yield item, _frame_result(outcome, item, name)
     if ended:

@@ -267,7 +267,8 @@ def test_batches_on_per_core_interpreters_give_the_same_results(test_photos: lis
         one = clf.classify_many(photos, interpreters=1)
         per_core = clf.classify_many(photos)  # default: num_threads interpreters
         again = clf.classify_many(iter(photos), interpreters=2, prefetch=1)  # a generator, nothing ahead
-        for batch in (per_core, again):
+        short_runs = clf.classify_many(photos, prefetch=6)  # runs of 3: the bad photo in the middle of one
+        for batch in (per_core, again, short_runs):
             assert isinstance(batch[10], ImageError) and str(damaged) in str(batch[10])
             for a, b in zip(one, batch, strict=True):
                 if isinstance(a, ImageError):
