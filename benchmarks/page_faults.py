@@ -45,19 +45,11 @@ print(json.dumps({"faults": (r1.ru_minflt - r0.ru_minflt) / n, "sys_ms": (r1.ru_
 
 def _frame_jpeg() -> Path:
     """One frame of the video suite's clip, as the JPEG that watch reads and decodes."""
-    import cv2
     import video_bench
-
-    from skinedge.video import check_jpeg_frame, read_frames_as_jpeg
 
     out = common.CACHE / "photos" / "clip_frame_0.jpg"
     if not out.exists():
-        cap = cv2.VideoCapture(str(video_bench.clip()), cv2.CAP_FFMPEG)
-        assert read_frames_as_jpeg(cv2, cap), "the clip is not read as Motion-JPEG"
-        ok, raw = cap.read()
-        cap.release()
-        assert ok
-        out.write_bytes(check_jpeg_frame(raw, "clip", 0))
+        out.write_bytes(video_bench.clip_jpegs(video_bench.clip())[0])
     return out
 
 

@@ -58,27 +58,10 @@ def _paired(variants: dict[str, Callable[[], int]], setup: Callable[[str], None]
             for name, v in per.items()}
 
 
-def _clip_jpegs(clip: Path) -> list[bytes]:
-    import cv2
-
-    from skinedge.video import check_jpeg_frame, read_frames_as_jpeg
-
-    cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-    assert read_frames_as_jpeg(cv2, cap), "the clip is not read as Motion-JPEG"
-    out: list[bytes] = []
-    while True:
-        ok, raw = cap.read()
-        if not ok:
-            break
-        out.append(check_jpeg_frame(raw, "clip", len(out)))
-    cap.release()
-    return out
-
-
 def interleave(model: Path, rounds: int) -> dict:
     from skinedge import Classifier
 
-    jpegs = _clip_jpegs(video_bench.clip())
+    jpegs = video_bench.clip_jpegs(video_bench.clip())
     with Classifier(model, num_threads=1) as clf:
         for j in jpegs[:10]:
             clf.classify(j)

@@ -71,6 +71,24 @@ def clip(n_frames: int = 300) -> Path:
     return out
 
 
+def clip_jpegs(path: Path) -> list[bytes]:
+    """The capture thread's read, as watch does it: each MJPG frame of ``path`` as the JPEG file it is."""
+    import cv2
+
+    from skinedge.video import check_jpeg_frame, read_frames_as_jpeg
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert read_frames_as_jpeg(cv2, cap), "the clip is not read as Motion-JPEG"
+    out: list[bytes] = []
+    while True:
+        ok, raw = cap.read()
+        if not ok:
+            break
+        out.append(check_jpeg_frame(raw, "clip", len(out)))
+    cap.release()
+    return out
+
+
 def decoded_frames(path: Path) -> list[np.ndarray]:
     import cv2
 
@@ -168,19 +186,9 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
     jpegs = [cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for f in frames_bgr[::every]]
     out: dict[str, Any] = {"clip": str(path), "frames": n, "size": f"{SIZE[0]}x{SIZE[1]}", "codec": "MJPG",
                            "rounds": rounds, "by_threads": {}}
-    from skinedge.video import check_jpeg_frame, read_frames_as_jpeg
 
-    def read_jpegs() -> list[bytes]:  # the capture thread's read, as watch does it: each MJPG frame's JPEG
-        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-        assert read_frames_as_jpeg(cv2, cap), "the clip is not read as Motion-JPEG"
-        out = []
-        while True:
-            ok, f = cap.read()
-            if not ok:
-                break
-            out.append(check_jpeg_frame(f, "clip", len(out)))
-        cap.release()
-        return out
+    def read_jpegs() -> list[bytes]:
+        return clip_jpegs(path)
 
     for t in threads_list:
         clf = Classifier(model, num_threads=t)
