@@ -1,7 +1,7 @@
 """What each of the pipeline's choices buys, each against the same code without it, in paired rounds in one process.
 
     python benchmarks/pipeline_ablation.py                    # results/pipeline_ablation.json (about 3 minutes)
-    python benchmarks/pipeline_ablation.py --only runs,reader
+    python benchmarks/pipeline_ablation.py --only runs,short_lists
 
 * ``interleave``: one thread, the video suite's 300 clip frames in halves of 150: decoded and invoked one frame at a
   time, against all 150 decoded first and then invoked (CPU ms per frame): what switching between decoding and the
@@ -9,9 +9,8 @@
 * ``runs``: ``watch`` on the clip (2 threads, per-core interpreters) with runs of 1, 4, 8 and 16 frames
   (``skinedge.classifier._RUN_LENGTH``); frames/s, paired against runs of 1.
 * ``batch_runs``: ``classify_many`` on suite 4's 500 photos with runs of 1 and 8.
-* ``reader``: ``watch`` on the clip with the capture thread woken for every frame and 4 frames ahead (the design
-  before: ``_REFILL_AT`` 1, ``_PREFETCH_JPEG`` 4), against as it ships (woken at half of 8 ahead); frames/s and
-  context switches per frame.
+* ``short_lists``: ``classify_many`` on 20, 24 and 36 of suite 4's photos, with a list's runs evened out across the
+  threads (``_EVEN_RUNS``, as shipped) and without (runs of 8, the last one shorter).
 
 Each round runs every variant once, the order reversed every other round; a variant's figure is the median over
 rounds of its ratio to the baseline in the same round. Take no measurement while other heavy work runs.
@@ -119,34 +118,38 @@ def batch_runs(model: Path, rounds: int) -> dict:
             classifier_module._RUN_LENGTH = shipped
 
 
-def reader(model: Path, rounds: int) -> dict:
-    import skinedge.video as video
+def short_lists(model: Path, rounds: int) -> dict:
+    import skinedge.classifier as classifier_module
     from skinedge import Classifier
 
-    clip = video_bench.clip()
-    shipped = (video._PREFETCH_JPEG, video._REFILL_AT)
-    settings = {"woken for every frame, 4 ahead": (4, 1.0), "woken at half, 8 ahead (as shipped)": shipped}
+    paths = sorted(str(p) for p in common.batch_folder().iterdir() if not p.name.startswith("."))
+    shipped = classifier_module._EVEN_RUNS
+    out = {}
     with Classifier(model, num_threads=2) as clf:
-        sum(1 for _ in video.watch(clf, clip))
+        clf.classify_many(paths[:40])
 
         def setup(name: str) -> None:
-            video._PREFETCH_JPEG, video._REFILL_AT = settings[name]
+            classifier_module._EVEN_RUNS = name.startswith("even")
 
         try:
-            return _paired({k: lambda: sum(1 for _ in video.watch(clf, clip)) for k in settings}, setup, rounds)
+            for size in (20, 24, 36):
+                batch = paths[100:100 + size]
+                out[str(size)] = _paired({k: lambda batch=batch: len(clf.classify_many(batch))
+                                          for k in ("runs of 8", "even runs (as shipped)")}, setup, 2 * rounds)
         finally:
-            video._PREFETCH_JPEG, video._REFILL_AT = shipped
+            classifier_module._EVEN_RUNS = shipped
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--only", default="interleave,runs,batch_runs,reader")
+    ap.add_argument("--only", default="interleave,runs,batch_runs,short_lists")
     args = ap.parse_args()
     model = common.int8_model()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     load0 = os.getloadavg()[0]
-    suites = {"interleave": interleave, "runs": runs, "batch_runs": batch_runs, "reader": reader}
+    suites = {"interleave": interleave, "runs": runs, "batch_runs": batch_runs, "short_lists": short_lists}
     res: dict = {}
     for name in args.only.split(","):
         res[name] = suites[name](model, args.rounds)

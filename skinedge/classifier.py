@@ -61,6 +61,9 @@ _FEW_IMAGES = 16  # a batch list shorter than this runs on the classifier's own 
 #: switching between decoding and the interpreter once per run instead of once per image keeps more of each in the
 #: core's caches (per image, decoding and invoking alternately cost 10% more CPU than apart; docs/benchmarks.md).
 _RUN_LENGTH = 8
+#: A list's runs are evened out to a multiple of the threads (24 photos on 2 threads: 4 runs of 6, not 8 + 8 + 8, of
+#: which one thread would take two): 1.06-1.17x the images/s of 20-24 photos (docs/benchmarks.md).
+_EVEN_RUNS = True
 
 
 @dataclass(frozen=True)
@@ -657,7 +660,8 @@ class Classifier:
         many single-thread interpreters side by side (built from the same model by the first batch that needs
         them, then kept), each on a thread of its own that takes the next run of up to 8 images, decodes them,
         then invokes them one after the other, at most ``prefetch`` images ahead of the caller (default: two
-        runs per interpreter; a smaller ``prefetch`` shortens the runs). On a few cores this keeps every core
+        runs per interpreter; a smaller ``prefetch`` shortens the runs, and a list's runs are evened out across
+        the threads). On a few cores this keeps every core
         busy: a multi-thread invoke leaves cores idle at its synchronisation points while decoding waits, one
         thread per interpreter spends less CPU per image, and decoding a run before invoking it keeps each
         step's data in the core's caches (docs/benchmarks.md, "the work bound"). It costs memory: each
@@ -692,6 +696,9 @@ class Classifier:
         for lane in self._lanes(n):
             free.put(lane)
         run_length = _RUN_LENGTH if prefetch is None else max(1, min(_RUN_LENGTH, prefetch // n))
+        if _EVEN_RUNS and isinstance(images, (list, tuple)) and images:
+            runs = n * -(-len(images) // (n * run_length))  # a multiple of n runs, none longer than run_length
+            run_length = -(-len(images) // runs)
 
         def prepare_and_classify(run: list[ImageInput | Prepared]) -> list[BatchOutcome]:
             lane = free.get()  # as many threads as lanes: one is always free

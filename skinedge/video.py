@@ -51,12 +51,8 @@ _QUIET_CV2 = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
 #: this fraction, less two frames, is reported as a truncated file.
 _TRUNCATED_BELOW = 0.98
 
-#: In-order mode: frames read ahead of the model (enough to hide a slow read, little memory): decoded frames (up to
-#: megabytes each), and Motion-JPEG frames kept as JPEG files (tens of kilobytes). The reader is woken only once
-#: the queue has drained to half, so that it reads in bursts instead of preempting an invoke for every frame.
+#: In-order mode: frames decoded ahead of the model (enough to hide a slow read, little memory).
 _PREFETCH = 4
-_PREFETCH_JPEG = 8
-_REFILL_AT = 0.5  # the share of the queue left when the reader is woken
 
 _NO_PICAMERA2 = ("picamera2 is not installed: on Raspberry Pi OS, sudo apt install python3-picamera2 and create "
                  "the venv with --system-site-packages")
@@ -320,7 +316,6 @@ class _Capture:
         self._frame_count_prop: int | None = None  # cv2.CAP_PROP_FRAME_COUNT once OpenCV opened the source
         self._position_prop: int | None = None  # cv2.CAP_PROP_POS_MSEC, for files: each frame's place in the video
         self._jpeg_frames = False  # reading a Motion-JPEG source's frames as JPEG files (not decoded by OpenCV)
-        self._ahead = _PREFETCH  # in-order mode: how many frames the reader keeps queued
         self._thread = threading.Thread(target=self._run, name="skinedge-capture", daemon=True)
 
     # -- caller's side --------------------------------------------------------------------------
@@ -348,8 +343,7 @@ class _Capture:
                     raise TimeoutError
                 self._cond.wait(left)
             frame = self._frames.popleft()
-            if len(self._frames) <= int(self._ahead * _REFILL_AT):
-                self._cond.notify_all()  # room for the in-order reader: it refills the queue in one burst
+            self._cond.notify_all()  # room for the in-order producer
             return frame
 
     @property
@@ -424,7 +418,6 @@ class _Capture:
 
     def _read_loop(self, cap: Any, declared: int) -> None:
         name, index = self.src.name, 0
-        self._ahead = _PREFETCH_JPEG if self._jpeg_frames and not self._prepare else _PREFETCH
         while not self._stop:
             ok, raw = cap.read()
             captured = time.monotonic()
@@ -442,7 +435,7 @@ class _Capture:
                 except ImageError as exc:
                     raise SourceError(name, f"frame {index}: {exc.reason}") from None
             with self._cond:
-                while not self._drop and len(self._frames) >= self._ahead and not self._stop:
+                while not self._drop and len(self._frames) >= _PREFETCH and not self._stop:
                     self._cond.wait()
                 if self._drop and self._frames:
                     self.dropped += 1
