@@ -59,10 +59,11 @@ DISCLAIMER = "Scores from a research model, not a medical diagnosis: consult a c
 _FEW_IMAGES = 16  # a batch list shorter than this runs on the classifier's own interpreter (iter_classify)
 #: On one interpreter per thread, each thread prepares this many images, then invokes them one after the other:
 #: switching between decoding and the interpreter once per run instead of once per image keeps more of each in the
-#: core's caches (per image, decoding and invoking alternately cost 10% more CPU than apart; docs/benchmarks.md).
+#: core's caches (alternately, decoding and invoking cost 3.5-5% more CPU than apart; runs of 8 gave 1.04-1.08x the
+#: frames/s of a video file and 1.06-1.09x the images/s of a batch: docs/benchmarks.md, "The core redesign").
 _RUN_LENGTH = 8
 #: A list's runs are evened out to a multiple of the threads (24 photos on 2 threads: 4 runs of 6, not 8 + 8 + 8, of
-#: which one thread would take two): 1.06-1.17x the images/s of 20-24 photos (docs/benchmarks.md).
+#: which one thread would take two): 1.16-1.18x the images/s of 24 photos, 1.03-1.05x of 20 (docs/benchmarks.md).
 _EVEN_RUNS = True
 
 
@@ -661,12 +662,11 @@ class Classifier:
         them, then kept), each on a thread of its own that takes the next run of up to 8 images, decodes them,
         then invokes them one after the other, at most ``prefetch`` images ahead of the caller (default: two
         runs per interpreter; a smaller ``prefetch`` shortens the runs, and a list's runs are evened out across
-        the threads). On a few cores this keeps every core
-        busy: a multi-thread invoke leaves cores idle at its synchronisation points while decoding waits, one
-        thread per interpreter spends less CPU per image, and decoding a run before invoking it keeps each
-        step's data in the core's caches (docs/benchmarks.md, "the work bound"). It costs memory: each
-        interpreter packs its own copy of the weights (about 6 MB for the bundled model), and each thread
-        holds its run's decoded images.
+        the threads). On a few cores this keeps every core busy: a multi-thread invoke leaves cores idle at its
+        synchronisation points while decoding waits, one thread per interpreter spends less CPU per image, and
+        decoding a run before invoking it keeps each step's data in the core's caches (docs/benchmarks.md, "the
+        work bound"). It costs memory: each interpreter packs its own copy of the weights (about 6 MB for the
+        bundled model), and each thread holds its run's decoded images.
         With ``interpreters=1``, and by default for a list of fewer than 16 images (too few to repay building the
         other interpreters), the classifier's own interpreter (``num_threads`` threads) invokes while ``workers``
         threads (default: 2) decode ahead of it.
