@@ -42,7 +42,7 @@ def main() -> None:
     from skinedge import Classifier
 
     folder = common.batch_folder()
-    paths = sorted(str(p) for p in folder.iterdir() if not p.name.startswith("."))
+    paths = common.batch_paths(folder)
     n = len(paths)
     clf = Classifier(common.int8_model(), num_threads=args.threads)
     t = args.threads

@@ -172,6 +172,12 @@ def batch_folder(n: int = BATCH_SIZE) -> Path:
     return folder
 
 
+def batch_paths(folder: Path | None = None) -> list[str]:
+    """The photos of ``folder`` (default: :func:`batch_folder`), sorted, without its marker file."""
+    folder = batch_folder() if folder is None else folder
+    return sorted(str(p) for p in folder.iterdir() if not p.name.startswith("."))
+
+
 # -- converted models --------------------------------------------------------------------------
 
 

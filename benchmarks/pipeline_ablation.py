@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,20 +35,28 @@ import common  # noqa: E402
 import video_bench  # noqa: E402
 
 
-def _paired(variants: dict[str, Callable[[], int]], setup: Callable[[str], None], rounds: int) -> dict:
-    """Run every variant once per round (order reversed every other round): items/s, CPU ms and context switches
-    per item, and each variant's median ratio of items/s to the first variant in the same round."""
-    names = list(variants)
+def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds: int) -> dict:
+    """``run()`` (which returns how many items it did) once per round under each of ``settings``, values of
+    ``skinedge.classifier``'s ``knob`` (order reversed every other round; the shipped value restored after):
+    items/s, CPU ms and context switches per item, and each setting's median ratio of items/s to the first one's
+    in the same round."""
+    import skinedge.classifier as classifier_module
+
+    names = list(settings)
+    shipped = getattr(classifier_module, knob)
     per: dict[str, list[tuple[float, float, float]]] = {k: [] for k in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            setup(name)
-            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            n = variants[name]()
-            dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-            cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
-            switches = r1.ru_nvcsw + r1.ru_nivcsw - r0.ru_nvcsw - r0.ru_nivcsw
-            per[name].append((n / dt, cpu * 1000 / n, switches / n))
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                setattr(classifier_module, knob, settings[name])
+                r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                n = run()
+                dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+                cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+                switches = r1.ru_nvcsw + r1.ru_nivcsw - r0.ru_nvcsw - r0.ru_nivcsw
+                per[name].append((n / dt, cpu * 1000 / n, switches / n))
+    finally:
+        setattr(classifier_module, knob, shipped)
     base = per[names[0]]
     return {name: {"per_s": round(float(np.median([x[0] for x in v])), 1),
                    "cpu_ms_per_item": round(float(np.median([x[1] for x in v])), 3),
@@ -82,63 +91,34 @@ def interleave(model: Path, rounds: int) -> dict:
 
 
 def runs(model: Path, rounds: int, lengths: tuple[int, ...] = (1, 4, 8, 16)) -> dict:
-    import skinedge.classifier as classifier_module
     from skinedge import Classifier
     from skinedge.video import watch
 
     clip = video_bench.clip()
-    shipped = classifier_module._RUN_LENGTH
     with Classifier(model, num_threads=2) as clf:
         sum(1 for _ in watch(clf, clip))
-
-        def setup(name: str) -> None:
-            classifier_module._RUN_LENGTH = int(name.split()[-1])
-
-        try:
-            return _paired({f"runs of {k}": lambda: sum(1 for _ in watch(clf, clip)) for k in lengths}, setup, rounds)
-        finally:
-            classifier_module._RUN_LENGTH = shipped
+        return _paired(lambda: sum(1 for _ in watch(clf, clip)), "_RUN_LENGTH",
+                       {f"runs of {k}": k for k in lengths}, rounds)
 
 
 def batch_runs(model: Path, rounds: int) -> dict:
-    import skinedge.classifier as classifier_module
     from skinedge import Classifier
 
-    paths = sorted(str(p) for p in common.batch_folder().iterdir() if not p.name.startswith("."))
-    shipped = classifier_module._RUN_LENGTH
+    paths = common.batch_paths()
     with Classifier(model, num_threads=2) as clf:
         clf.classify_many(paths[:40])
-
-        def setup(name: str) -> None:
-            classifier_module._RUN_LENGTH = int(name.split()[-1])
-
-        try:
-            return _paired({f"runs of {k}": lambda: len(clf.classify_many(paths)) for k in (1, 8)}, setup, rounds)
-        finally:
-            classifier_module._RUN_LENGTH = shipped
+        return _paired(lambda: len(clf.classify_many(paths)), "_RUN_LENGTH", {"runs of 1": 1, "runs of 8": 8}, rounds)
 
 
 def short_lists(model: Path, rounds: int) -> dict:
-    import skinedge.classifier as classifier_module
     from skinedge import Classifier
 
-    paths = sorted(str(p) for p in common.batch_folder().iterdir() if not p.name.startswith("."))
-    shipped = classifier_module._EVEN_RUNS
-    out = {}
+    paths = common.batch_paths()
     with Classifier(model, num_threads=2) as clf:
         clf.classify_many(paths[:40])
-
-        def setup(name: str) -> None:
-            classifier_module._EVEN_RUNS = name.startswith("even")
-
-        try:
-            for size in (20, 24, 36):
-                batch = paths[100:100 + size]
-                out[str(size)] = _paired({k: lambda batch=batch: len(clf.classify_many(batch))
-                                          for k in ("runs of 8", "even runs (as shipped)")}, setup, 2 * rounds)
-        finally:
-            classifier_module._EVEN_RUNS = shipped
-    return out
+        return {str(size): _paired(lambda batch=paths[100:100 + size]: len(clf.classify_many(batch)), "_EVEN_RUNS",
+                                   {"runs of 8": False, "even runs (as shipped)": True}, 2 * rounds)
+                for size in (20, 24, 36)}
 
 
 def main() -> None:

@@ -355,7 +355,7 @@ def suite_batch(model: Path, folder: Path, threads_list: list[int], rounds: int 
     """500 mixed photos: classify_many, a sequential classify loop and ``skinedge predict`` vs the bound."""
     from skinedge import Classifier
 
-    paths = sorted(str(p) for p in folder.iterdir() if not p.name.startswith("."))
+    paths = common.batch_paths(folder)
     n = len(paths)
     out: dict[str, Any] = {"folder": str(folder), "images": n, "by_threads": {}}
     for t in threads_list:

@@ -4,6 +4,7 @@ sequential loop; the full comparison with ``skinedge predict`` and the decode/in
 
 from __future__ import annotations
 
+import common
 import pytest
 import suites
 
@@ -15,7 +16,7 @@ def test_classify_many(benchmark, bench_int8_model, bench_batch_folder, threads)
     from skinedge import Classifier
 
     benchmark.group = f"batch of 500, {threads} thread(s)"
-    paths = sorted(str(p) for p in bench_batch_folder.iterdir() if not p.name.startswith("."))
+    paths = common.batch_paths(bench_batch_folder)
     with Classifier(bench_int8_model, num_threads=threads) as clf:
         out = benchmark.pedantic(clf.classify_many, args=(paths,), rounds=2, iterations=1, warmup_rounds=0)
     assert len(out) == len(paths)

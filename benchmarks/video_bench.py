@@ -163,10 +163,10 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"n": int(a.size), "p50": p50, "p90": p90, "p99": p99, "max": round(float(a.max()), 3)}
 
 
-def _stage_cpu_ms(read_jpegs: Any, clf: Any, single: Any, jpegs: list[bytes], prepared: list[Any]) -> dict[str, float]:
+def _stage_cpu_ms(path: Path, clf: Any, single: Any, jpegs: list[bytes], prepared: list[Any]) -> dict[str, float]:
     """Each stage of watch's pipeline alone, CPU ms per frame: read the clip's JPEGs, prepare them, invoke (on the
     t-thread interpreter and on a single-thread one)."""
-    return {"read": common.cpu_ms_per_item(lambda _: read_jpegs(), [None]) / len(jpegs),
+    return {"read": common.cpu_ms_per_item(clip_jpegs, [path]) / len(jpegs),
             "prepare": common.cpu_ms_per_item(clf.prepare, jpegs),
             "invoke": common.cpu_ms_per_item(clf.classify, prepared, whole_process=True),
             "invoke_1_thread": common.cpu_ms_per_item(single.classify, prepared, whole_process=True)}
@@ -187,9 +187,6 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
     out: dict[str, Any] = {"clip": str(path), "frames": n, "size": f"{SIZE[0]}x{SIZE[1]}", "codec": "MJPG",
                            "rounds": rounds, "by_threads": {}}
 
-    def read_jpegs() -> list[bytes]:
-        return clip_jpegs(path)
-
     for t in threads_list:
         clf = Classifier(model, num_threads=t)
         pixels = [clf.preprocess(np.ascontiguousarray(f[:, :, ::-1]))[0] for f in frames_bgr]
@@ -201,7 +198,7 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
         # The invoke is measured on the classifier's own interpreter (t threads) and on a single-thread one (how
         # watch runs a file's frames by default: one single-thread interpreter per thread); each gives a work
         # bound, and the headline fraction is against the higher (stricter) of the two.
-        jpegs_in_clip = read_jpegs()
+        jpegs_in_clip = clip_jpegs(path)
         prepared = [clf.prepare(j) for j in jpegs_in_clip]
         single = Classifier(model, num_threads=1)
         for x in prepared[:10]:
@@ -225,7 +222,7 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
             for x in pixels:
                 clf.invoke(x)
             res["invoke_s"].append(time.perf_counter() - t0)
-            before = _stage_cpu_ms(read_jpegs, clf, single, jpegs_in_clip, prepared)
+            before = _stage_cpu_ms(path, clf, single, jpegs_in_clip, prepared)
 
             t0, c0 = time.perf_counter(), time.process_time()
             got = 0
@@ -238,7 +235,7 @@ def suite_video(model: Path, threads_list: list[int], rounds: int = 5, n_frames:
             assert got == n, (got, n)
             # The stages again right after: the round's bound from the mean of the two measurements that bracket
             # the run, so that the machine's drift over the seconds between them moves bound and run alike.
-            after = _stage_cpu_ms(read_jpegs, clf, single, jpegs_in_clip, prepared)
+            after = _stage_cpu_ms(path, clf, single, jpegs_in_clip, prepared)
             for k in before:
                 stage_samples[k] += [before[k], after[k]]
             stages = {k: (before[k] + after[k]) / 2 for k in before}

@@ -11,9 +11,9 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -180,6 +180,9 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
     for i in range(3):  # channel by channel: ~4x faster than copying frame[:, :, ::-1]
         rgb[:, :, i] = frame[:, :, 2 - i]
     return rgb
+
+
+_T = TypeVar("_T")
 
 
 def _runs(items: Iterable[Any], length: int) -> Iterator[list[Any]]:
@@ -726,7 +729,7 @@ class Classifier:
             return self._batch_lanes[:n]
 
     @staticmethod
-    def _outcome(step: Any) -> Any:
+    def _outcome(step: Callable[[], _T]) -> _T | SkinedgeError:
         """``step()``'s result, or the input's typed error. A closed classifier is no input's fault: it stops
         the batch."""
         try:
