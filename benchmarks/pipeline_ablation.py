@@ -1,7 +1,7 @@
 """What each of the pipeline's choices buys, each against the same code without it, in paired rounds in one process.
 
-    python benchmarks/pipeline_ablation.py                    # results/pipeline_ablation.json (about 3 minutes)
-    python benchmarks/pipeline_ablation.py --only runs,short_lists
+    python benchmarks/pipeline_ablation.py                    # results/pipeline_ablation.json (about 6 minutes)
+    python benchmarks/pipeline_ablation.py --only turns               # that suite rerun, the others kept
 
 * ``interleave``: one thread, the video suite's 300 clip frames in halves of 150: decoded and invoked one frame at a
   time, against all 150 decoded first and then invoked (CPU ms per frame): what switching between decoding and the
@@ -11,6 +11,8 @@
 * ``batch_runs``: ``classify_many`` on suite 4's 500 photos with runs of 1 and 8.
 * ``short_lists``: ``classify_many`` on 20, 24 and 36 of suite 4's photos, with a list's runs evened out across the
   threads (``_EVEN_RUNS``, as shipped) and without (runs of 8, the last one shorter).
+* ``turns``: ``watch`` on the clip and ``classify_many`` on suite 4's 500 photos, with the threads taking turns at
+  preparing while preparing is the shorter step (``_TAKE_TURNS``, as shipped) and preparing at once.
 
 Each round runs every variant once, the order reversed every other round; a variant's figure is the median over
 rounds of its ratio to the baseline in the same round. Take no measurement while other heavy work runs.
@@ -19,6 +21,7 @@ rounds of its ratio to the baseline in the same round. Take no measurement while
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -35,20 +38,22 @@ import common  # noqa: E402
 import video_bench  # noqa: E402
 
 
-def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds: int) -> dict:
+def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds: int,
+            module: str = "skinedge.classifier") -> dict:
     """``run()`` (which returns how many items it did) once per round under each of ``settings``, values of
-    ``skinedge.classifier``'s ``knob`` (order reversed every other round; the shipped value restored after):
-    items/s, CPU ms and context switches per item, and each setting's median ratio of items/s to the first one's
-    in the same round."""
-    import skinedge.classifier as classifier_module
+    ``module``'s ``knob`` (order reversed every other round; the shipped value restored after): items/s, CPU ms
+    and context switches per item, and each setting's median ratio of items/s to the first one's in the same
+    round."""
+    import importlib
 
+    knobs = importlib.import_module(module)
     names = list(settings)
-    shipped = getattr(classifier_module, knob)
+    shipped = getattr(knobs, knob)
     per: dict[str, list[tuple[float, float, float]]] = {k: [] for k in names}
     try:
         for r in range(rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                setattr(classifier_module, knob, settings[name])
+                setattr(knobs, knob, settings[name])
                 r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
                 n = run()
                 dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
@@ -56,7 +61,7 @@ def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds:
                 switches = r1.ru_nvcsw + r1.ru_nivcsw - r0.ru_nvcsw - r0.ru_nivcsw
                 per[name].append((n / dt, cpu * 1000 / n, switches / n))
     finally:
-        setattr(classifier_module, knob, shipped)
+        setattr(knobs, knob, shipped)
     base = per[names[0]]
     return {name: {"per_s": round(float(np.median([x[0] for x in v])), 1),
                    "cpu_ms_per_item": round(float(np.median([x[1] for x in v])), 3),
@@ -121,22 +126,43 @@ def short_lists(model: Path, rounds: int) -> dict:
                 for size in (20, 24, 36)}
 
 
+def turns(model: Path, rounds: int) -> dict:
+    from skinedge import Classifier
+    from skinedge.video import watch
+
+    clip, paths = video_bench.clip(), common.batch_paths()
+    settings = {"at once": False, "taking turns (as shipped)": True}
+    with Classifier(model, num_threads=2) as clf:
+        sum(1 for _ in watch(clf, clip))
+        clf.classify_many(paths[:40])
+        return {"watch": _paired(lambda: sum(1 for _ in watch(clf, clip)), "_TAKE_TURNS", settings, rounds),
+                "batch": _paired(lambda: len(clf.classify_many(paths)), "_TAKE_TURNS", settings, rounds)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--only", default="interleave,runs,batch_runs,short_lists")
+    ap.add_argument("--only", default=",".join(SUITES), help="comma-separated suites (the others' results are kept)")
     args = ap.parse_args()
     model = common.int8_model()
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    load0 = os.getloadavg()[0]
-    suites = {"interleave": interleave, "runs": runs, "batch_runs": batch_runs, "short_lists": short_lists}
-    res: dict = {}
+    # a run of some suites updates theirs in the results file and keeps the others', each with its own meta
+    saved = common.RESULTS / "pipeline_ablation.json"
+    res: dict = json.loads(saved.read_text()) if saved.exists() else {}
+    old_meta = res.pop("meta", None)  # the file's one meta, from before each suite had its own
+    for suite in res.values():
+        suite.setdefault("meta", old_meta)
     for name in args.only.split(","):
-        res[name] = suites[name](model, args.rounds)
+        started, load0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()[0]
+        res[name] = SUITES[name](model, args.rounds)
         print(name, res[name])
-    res["meta"] = {"machine": common.machine(), "model": str(model), "rounds": args.rounds, "started_utc": started,
-                   "load_avg_1m_at_start": load0, "load_avg_1m_at_end": os.getloadavg()[0]}
+        res[name]["meta"] = {"machine": common.machine(), "model": str(model), "rounds": args.rounds,
+                             "started_utc": started, "load_avg_1m_at_start": load0,
+                             "load_avg_1m_at_end": os.getloadavg()[0]}
     print(common.write_result("pipeline_ablation", res))
+
+
+SUITES = {"interleave": interleave, "runs": runs, "batch_runs": batch_runs, "short_lists": short_lists,
+          "turns": turns}
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Outputs are model scores for research and triage support, not a medical diagnosi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -65,6 +66,14 @@ _RUN_LENGTH = 8
 #: A list's runs are evened out to a multiple of the threads (24 photos on 2 threads: 4 runs of 6, not 8 + 8 + 8, of
 #: which one thread would take two): 1.16-1.18x the images/s of 24 photos, 1.03-1.05x of 20 (docs/benchmarks.md).
 _EVEN_RUNS = True
+#: The threads take turns at preparing while preparing is the shorter step and the images are all of one size (a
+#: video's frames): the Python parts of two threads' decoding contend for the GIL (every wait leaves a core idle),
+#: their invokes do not. With turns one thread prepares while the others invoke, which costs no time as long as the
+#: others' prepares fit in one's invokes: not for large photos, whose decoding takes longer than the model, nor for
+#: a folder of mixed sizes, where one large photo would keep the other threads waiting (0.985x the images/s of 500
+#: mixed photos without the size rule). `watch` on a 640x480 file at 2 threads: median 91.4% of the work bound in 11
+#: runs, against 88.1% in 10 without turns (docs/benchmarks.md, "The core redesign").
+_TAKE_TURNS = True
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,13 @@ def _runs(items: Iterable[Any], length: int) -> Iterator[list[Any]]:
             run = []
     if run:
         yield run
+
+
+def _turns_pay(threads: int, prepare_s: float, invoke_s: float) -> bool:
+    """Whether ``threads`` threads, each preparing a run in ``prepare_s`` then invoking it in ``invoke_s``, should
+    take turns at preparing: only when the other threads' prepares fit in one thread's invokes (no thread then waits
+    for its turn once they are out of step)."""
+    return _TAKE_TURNS and (threads - 1) * prepare_s < invoke_s
 
 
 class Classifier:
@@ -665,7 +681,8 @@ class Classifier:
         them, then kept), each on a thread of its own that takes the next run of up to 8 images, decodes them,
         then invokes them one after the other, at most ``prefetch`` images ahead of the caller (default: two
         runs per interpreter; a smaller ``prefetch`` shortens the runs, and a list's runs are evened out across
-        the threads). On a few cores this keeps every core busy: a multi-thread invoke leaves cores idle at its
+        the threads; while the images are all of one size and decoding is the shorter step, the threads take turns
+        at decoding). On a few cores this keeps every core busy: a multi-thread invoke leaves cores idle at its
         synchronisation points while decoding waits, one thread per interpreter spends less CPU per image, and
         decoding a run before invoking it keeps each step's data in the core's caches (docs/benchmarks.md, "the
         work bound"). It costs memory: each interpreter packs its own copy of the weights (about 6 MB for the
@@ -703,13 +720,24 @@ class Classifier:
             runs = n * -(-len(images) // (n * run_length))  # a multiple of n runs, none longer than run_length
             run_length = -(-len(images) // runs)
 
+        turn = threading.Lock()  # held by the thread preparing, while the threads take turns (_TAKE_TURNS)
+        take_turns = False  # set by each run from its timings: did the others' prepares fit in its invokes?
+        sizes: set[tuple[int, int]] = set()  # of the images so far: turns only while they are all alike (a video)
+
         def prepare_and_classify(run: list[ImageInput | Prepared]) -> list[BatchOutcome]:
+            nonlocal take_turns
             lane = free.get()  # as many threads as lanes: one is always free
             try:
-                prepared = [self._outcome(lambda image=image: self.prepare(image)) for image in run]
-                return [p if isinstance(p, SkinedgeError)
-                        else self._outcome(lambda p=p: self._finish(p, opts, heatmap=explain, lane=lane))
-                        for p in prepared]
+                with turn if take_turns else contextlib.nullcontext():
+                    t0 = time.perf_counter()  # not counting the wait for the turn
+                    prepared = [self._outcome(lambda image=image: self.prepare(image)) for image in run]
+                    t1 = time.perf_counter()
+                outcomes = [p if isinstance(p, SkinedgeError)
+                            else self._outcome(lambda p=p: self._finish(p, opts, heatmap=explain, lane=lane))
+                            for p in prepared]
+                sizes.update(p.full_size for p in prepared if isinstance(p, Prepared))
+                take_turns = len(sizes) == 1 and _turns_pay(n, t1 - t0, time.perf_counter() - t1)
+                return outcomes
             finally:
                 free.put(lane)
 

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import skinedge.classifier as classifier_module
 from skinedge import ClassificationResult, Classifier, ClassifierOptions, Prepared
 from skinedge.classifier import Timings
+from skinedge.errors import ImageError
 from skinedge.postprocess import REASONS, calibrate, decide, ranked, softmax
 from skinedge.preprocess import DEFAULT_SPEC, prepare, prepare_photo
 
@@ -253,6 +255,47 @@ def test_prefetched_keeps_order_errors_and_its_depth() -> None:
     assert 70 not in started and lazy[0]() == 4900 and 70 in started
     with pytest.raises(ValueError):
         list(prefetched(step, [1, 2], workers=1, depth=0))
+
+
+def test_threads_take_turns_at_preparing_only_when_the_others_prepares_fit_in_ones_invokes() -> None:
+    assert classifier_module._turns_pay(2, prepare_s=0.011, invoke_s=0.037)  # video frames: 8 of 640x480
+    assert not classifier_module._turns_pay(2, prepare_s=0.8, invoke_s=0.04)  # 12 MP photos: decoding dominates
+    assert classifier_module._turns_pay(3, prepare_s=0.011, invoke_s=0.037)
+    assert not classifier_module._turns_pay(4, prepare_s=0.013, invoke_s=0.037)  # 3 x 13 ms > 37 ms
+
+
+def test_threads_take_turns_only_on_images_alike_and_give_the_same_results(test_photos: list[Path],
+                                                                           tmp_path: Path) -> None:
+    """Turns (forced here, whatever the timings) are considered for images of one size, as a video's frames, and
+    change no result, with a bad image in a run; a folder of mixed sizes never takes them."""
+    alike = []
+    for i, photo in enumerate(test_photos[:20]):
+        alike.append(tmp_path / f"{i:02d}.jpg")
+        Image.open(photo).convert("RGB").resize((320, 240)).save(alike[-1], quality=90)
+    damaged = tmp_path / "damaged.jpg"
+    damaged.write_bytes(alike[0].read_bytes()[:200])
+    alike.insert(9, damaged)
+    asked: list[int] = []
+
+    def always(threads: int, prepare_s: float, invoke_s: float) -> bool:
+        asked.append(threads)
+        return True
+
+    with Classifier(num_threads=2) as clf, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(classifier_module, "_turns_pay", always)
+        one = clf.classify_many(alike, interpreters=1)
+        in_turns = clf.classify_many(alike, prefetch=6)  # runs of 3
+        assert asked and set(asked) == {2}
+        asked.clear()
+        common = [p for p in test_photos if Image.open(p).size == (640, 480)][:10]
+        others = [p for p in test_photos if Image.open(p).size != (640, 480)][:10]
+        clf.classify_many([p for pair in zip(common, others, strict=True) for p in pair])  # every run: two sizes
+        assert not asked
+    assert isinstance(in_turns[9], ImageError) and str(damaged) in str(in_turns[9])
+    for a, b in zip(one, in_turns, strict=True):
+        if not isinstance(a, ImageError):
+            assert (b.source, b.label, b.reason) == (a.source, a.label, a.reason)
+            np.testing.assert_allclose(b.scores, a.scores, rtol=0, atol=1e-6)
 
 
 def test_batches_on_per_core_interpreters_give_the_same_results(test_photos: list[Path], tmp_path: Path) -> None:
