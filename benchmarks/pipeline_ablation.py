@@ -38,15 +38,13 @@ import common  # noqa: E402
 import video_bench  # noqa: E402
 
 
-def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds: int,
-            module: str = "skinedge.classifier") -> dict:
+def _paired(run: Callable[[], int], knob: str, settings: dict[str, Any], rounds: int) -> dict:
     """``run()`` (which returns how many items it did) once per round under each of ``settings``, values of
-    ``module``'s ``knob`` (order reversed every other round; the shipped value restored after): items/s, CPU ms
-    and context switches per item, and each setting's median ratio of items/s to the first one's in the same
-    round."""
-    import importlib
+    ``skinedge.classifier``'s ``knob`` (order reversed every other round; the shipped value restored after):
+    items/s, CPU ms and context switches per item, and each setting's median ratio of items/s to the first one's
+    in the same round."""
+    import skinedge.classifier as knobs
 
-    knobs = importlib.import_module(module)
     names = list(settings)
     shipped = getattr(knobs, knob)
     per: dict[str, list[tuple[float, float, float]]] = {k: [] for k in names}
@@ -148,9 +146,6 @@ def main() -> None:
     # a run of some suites updates theirs in the results file and keeps the others', each with its own meta
     saved = common.RESULTS / "pipeline_ablation.json"
     res: dict = json.loads(saved.read_text()) if saved.exists() else {}
-    old_meta = res.pop("meta", None)  # the file's one meta, from before each suite had its own
-    for suite in res.values():
-        suite.setdefault("meta", old_meta)
     for name in args.only.split(","):
         started, load0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()[0]
         res[name] = SUITES[name](model, args.rounds)
