@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from skinedge.errors import ImageError, SkinedgeError
+from skinedge.exits import EXIT_FAILED_INPUTS, EXIT_INTERRUPTED, EXIT_UNUSABLE, fail_unusable
 from skinedge.kiosk.serve_options import build_kiosk, check_access_options, kiosk_options, store_model
 
 # numpy is imported later, by the commands. skinedge's arithmetic runs in LiteRT's own threads and numpy only
@@ -20,21 +21,12 @@ from skinedge.kiosk.serve_options import build_kiosk, check_access_options, kios
 if not any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOTO_NUM_THREADS")):
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
-#: Exit statuses, the same for every command (README "Command line").
-EXIT_FAILED_INPUTS = 1  # some inputs could not be classified (or selftest: outputs differ)
-EXIT_UNUSABLE_MODEL = 2  # model, labels or backend unusable; also click's status for bad options
-EXIT_INTERRUPTED = 130
 
 
 class _OneShotDone(SystemExit):
     """Raised by a one-shot command that has written everything it had to stdout and stderr and closed what it
     opened: :func:`run` may then end the process without the interpreter's teardown. In-process callers (click's
     test runner, ``main(standalone_mode=False)``) see a plain ``SystemExit`` with the same status."""
-
-
-def _fail(error: SkinedgeError) -> None:
-    click.echo(f"error: {error}", err=True)
-    raise SystemExit(EXIT_UNUSABLE_MODEL)
 
 
 def _echo_disclaimer() -> None:
@@ -49,7 +41,7 @@ def _make_classifier(**kwargs: Any):
     try:
         clf = Classifier(**kwargs)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     if kwargs.get("labels") is None and clf.labels == tuple(str(i) for i in range(len(clf.labels))):
         click.echo(f"note: {clf.model_path} carries no labels, so classes are shown as output indexes; "
                    "pass --labels FILE (one label per line)", err=True)
@@ -325,7 +317,7 @@ def explain_command(photo, output, label, alpha, model, labels, threads, backend
             picture = decode(photo, limits=clf.limits) if prepared.drafted else prepared.image
         except SkinedgeError as exc:
             click.echo(f"error: {exc}", err=True)
-            raise SystemExit(EXIT_UNUSABLE_MODEL if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
+            raise SystemExit(EXIT_UNUSABLE if not isinstance(exc, ImageError) else EXIT_FAILED_INPUTS) from None
     finally:
         clf.close()
     picture.thumbnail((FILE_OVERLAY_MAX_SIDE, FILE_OVERLAY_MAX_SIDE))
@@ -360,7 +352,7 @@ def bench(model, threads, backend, runs, warmup, image, as_json) -> None:
     try:
         report = run_bench(model, threads=threads, runs=runs, warmup=warmup, image=image, backend=backend)
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -488,7 +480,7 @@ def evaluate(folder, model, labels, threads, backend, folder_map, abstain, resam
                 csv_file = open(csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed below)
             except OSError as exc:
                 click.echo(f"error: {csv_path}: cannot write ({exc.strerror or exc})", err=True)
-                raise SystemExit(EXIT_UNUSABLE_MODEL) from None
+                raise SystemExit(EXIT_UNUSABLE) from None
         try:  # the folders first, so that their warnings come before the photos are classified
             found = class_folders(folder, clf.labels, mapping)
         except ValueError as exc:
@@ -597,11 +589,11 @@ def selftest(model, threads, backend) -> None:
     try:
         clf = Classifier(model, num_threads=threads, backend=backend)
     except BackendError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     except SkinedgeError as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo("selftest FAIL: the model could not be loaded")
-        raise SystemExit(EXIT_UNUSABLE_MODEL) from None
+        raise SystemExit(EXIT_UNUSABLE) from None
     try:
         if VECTORS_NAME not in clf.model_files:
             click.echo(f"error: {clf.model_path}: this model carries no self-test vectors ({VECTORS_NAME} is not in "
@@ -610,7 +602,7 @@ def selftest(model, threads, backend) -> None:
         try:
             checks = run_selftest(clf, clf.model_files)
         except SkinedgeError as exc:
-            _fail(exc)
+            fail_unusable(exc)
         where = f"{clf.backend.name} {clf.backend.version}, {clf.num_threads} threads, {clf.delegate.describe()}"
     finally:
         clf.close()
@@ -668,7 +660,7 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_
         options = ServeOptions(max_body_bytes=int(max_body_mb * 1024 * 1024))
         raise SystemExit(run_server(clf, host, port, options, live, kiosk))
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     except OSError as exc:  # the address is taken or not ours to bind
         click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise SystemExit(2) from None
@@ -789,7 +781,7 @@ def watch_command(source, model, labels, threads, backend, abstain, smoothing, a
         click.echo(f"interrupted: {count} frames classified, {saved} saved", err=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except SkinedgeError as exc:
-        _fail(exc)
+        fail_unusable(exc)
     finally:
         clf.close()
     if tty:

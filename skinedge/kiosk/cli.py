@@ -11,13 +11,8 @@ from pathlib import Path
 import click
 
 from skinedge.errors import SkinedgeError
-from skinedge.kiosk.serve_options import (
-    EXIT_UNUSABLE,
-    FILE_PATH,
-    check_access_options,
-    fail_unusable,
-    kiosk_options,
-)
+from skinedge.exits import EXIT_UNUSABLE, fail_unusable
+from skinedge.kiosk.serve_options import FILE_PATH, check_access_options, kiosk_options
 
 # -- skinedge cases ----------------------------------------------------------------------------------
 

@@ -11,15 +11,7 @@ from typing import Any
 import click
 
 from skinedge.errors import SkinedgeError
-
-EXIT_UNUSABLE = 2
-
-
-def fail_unusable(error: SkinedgeError) -> None:
-    """Print ``error`` and exit with the status of an unusable model, file or setting (2)."""
-    click.echo(f"error: {error}", err=True)
-    raise SystemExit(EXIT_UNUSABLE)
-
+from skinedge.exits import fail_unusable
 
 # -- options shared by serve and service install -------------------------------------------------------
 
