@@ -22,7 +22,6 @@ if not any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", 
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
-
 class _OneShotDone(SystemExit):
     """Raised by a one-shot command that has written everything it had to stdout and stderr and closed what it
     opened: :func:`run` may then end the process without the interpreter's teardown. In-process callers (click's
