@@ -597,7 +597,7 @@ def selftest(model, threads, backend) -> None:
         if VECTORS_NAME not in clf.model_files:
             click.echo(f"error: {clf.model_path}: this model carries no self-test vectors ({VECTORS_NAME} is not in "
                        "its metadata); nothing to check.", err=True)
-            raise SystemExit(2)
+            raise SystemExit(EXIT_UNUSABLE)
         try:
             checks = run_selftest(clf, clf.model_files)
         except SkinedgeError as exc:
@@ -607,7 +607,7 @@ def selftest(model, threads, backend) -> None:
         clf.close()
     if not checks:
         click.echo(f"error: {clf.model_path}: its self-test vector list is empty; nothing to check", err=True)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_UNUSABLE)
     def name(index: int) -> str:
         return clf.labels[index] if 0 <= index < len(clf.labels) else str(index)
 
@@ -618,7 +618,7 @@ def selftest(model, threads, backend) -> None:
     verdict = "PASS" if not failed else "FAIL"
     click.echo(f"selftest {verdict}: {len(checks) - failed}/{len(checks)} vectors match within "
                f"{SELFTEST_TOLERANCE_STEPS:g} quantization step ({clf.model_path}; {where})")
-    raise SystemExit(1 if failed else 0)
+    raise SystemExit(EXIT_FAILED_INPUTS if failed else 0)
 
 
 @main.command()
@@ -662,7 +662,7 @@ def serve(host, port, camera, model, labels, threads, backend, max_body_mb, not_
         fail_unusable(exc)
     except OSError as exc:  # the address is taken or not ours to bind
         click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_UNUSABLE) from None
     finally:
         if live is not None:
             live.stop()
